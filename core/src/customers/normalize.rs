@@ -1,0 +1,236 @@
+//! Turning what a cashier typed into canonical values, or a validation error
+//! that names the field. Each function is the single definition of its rule:
+//! the store, the CSV import and (later) the server all call these.
+
+use email_address::{EmailAddress, Options};
+use phonenumber::{country, Mode};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::error::{Error, Result};
+
+/// Longest name kept, in characters.
+pub const NAME_MAX: usize = 100;
+/// Longest phone number accepted as typed, in characters.
+pub const PHONE_MAX: usize = 32;
+/// Longest email address (RFC 5321 path limit).
+pub const EMAIL_MAX: usize = 254;
+/// Longest address field, in characters.
+pub const ADDRESS_FIELD_MAX: usize = 200;
+/// Longest notes, in characters.
+pub const NOTES_MAX: usize = 4_000;
+/// Longest tag, in characters, and most tags per customer.
+pub const TAG_MAX: usize = 40;
+/// Most tags one customer carries.
+pub const TAGS_MAX: usize = 50;
+
+/// A phone number as typed and in canonical E.164 form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPhone {
+    /// As typed, trimmed.
+    pub raw: String,
+    /// E.164, e.g. `+919876543210`.
+    pub e164: String,
+}
+
+/// NFC, trimmed, inner whitespace collapsed to single spaces, control
+/// characters refused.
+fn clean(field: &str, value: &str, max: usize) -> Result<String> {
+    if value.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(Error::invalid(field, "contains control characters"));
+    }
+    let text = value
+        .nfc()
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if text.chars().count() > max {
+        return Err(Error::invalid(
+            field,
+            format!("longer than {max} characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// A person's name: 1 to [`NAME_MAX`] characters after cleaning.
+pub fn name(value: &str) -> Result<String> {
+    let text = clean("name", value, NAME_MAX)?;
+    if text.is_empty() {
+        return Err(Error::invalid("name", "is empty"));
+    }
+    Ok(text)
+}
+
+/// The key names sort by: lower case, so `asha` sits beside `Asha`.
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// A bounded free-text field (address parts, notes); may be empty.
+pub fn text(field: &str, value: &str, max: usize) -> Result<String> {
+    clean(field, value, max)
+}
+
+/// A phone number in any common format, read in `region` when it has no
+/// country code. Invalid numbers (wrong length for the country, ...) fail.
+pub fn phone(value: &str, region: country::Id) -> Result<CanonicalPhone> {
+    let raw = value.trim();
+    if raw.is_empty() {
+        return Err(Error::invalid("phone", "is empty"));
+    }
+    if raw.chars().count() > PHONE_MAX {
+        return Err(Error::invalid(
+            "phone",
+            format!("longer than {PHONE_MAX} characters"),
+        ));
+    }
+    let parsed = phonenumber::parse(Some(region), raw)
+        .map_err(|_| Error::invalid("phone", "is not a phone number"))?;
+    if !parsed.is_valid() {
+        return Err(Error::invalid(
+            "phone",
+            "is not a valid number for its country",
+        ));
+    }
+    Ok(CanonicalPhone {
+        raw: raw.to_owned(),
+        e164: parsed.format().mode(Mode::E164).to_string(),
+    })
+}
+
+/// An email address, trimmed; canonical form lower-cased. Requires a dotted
+/// domain and refuses display text and IP literals: a till wants mailboxes.
+pub fn email(value: &str) -> Result<(String, String)> {
+    let raw = value.trim();
+    if raw.is_empty() {
+        return Err(Error::invalid("email", "is empty"));
+    }
+    if raw.len() > EMAIL_MAX {
+        return Err(Error::invalid(
+            "email",
+            format!("longer than {EMAIL_MAX} bytes"),
+        ));
+    }
+    let options = Options::default()
+        .with_required_tld()
+        .without_domain_literal()
+        .without_display_text();
+    EmailAddress::parse_with_options(raw, options)
+        .map_err(|_| Error::invalid("email", "is not an email address"))?;
+    Ok((raw.to_owned(), raw.to_lowercase()))
+}
+
+/// Tags: cleaned, lower-cased, de-duplicated and sorted, so tags compare as sets.
+pub fn tags<S: AsRef<str>>(values: &[S]) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(values.len());
+    for value in values {
+        let tag = clean("tags", value.as_ref(), TAG_MAX)?.to_lowercase();
+        if tag.is_empty() {
+            return Err(Error::invalid("tags", "contains an empty tag"));
+        }
+        out.push(tag);
+    }
+    out.sort();
+    out.dedup();
+    if out.len() > TAGS_MAX {
+        return Err(Error::invalid("tags", format!("more than {TAGS_MAX} tags")));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(err: Error) -> String {
+        match err {
+            Error::Validation { field, .. } => field,
+            other => panic!("not a validation error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn phones_in_any_format_share_one_canonical_form() {
+        for typed in [
+            "98765 43210",
+            "+91 98765 43210",
+            "(0)98765-43210",
+            "098765-43210",
+            "+919876543210",
+            "0091 98765 43210",
+        ] {
+            let p = phone(typed, country::Id::IN).expect(typed);
+            assert_eq!(p.e164, "+919876543210", "{typed}");
+            assert_eq!(p.raw, typed.trim());
+        }
+        let us = phone("(415) 555-2671", country::Id::US).expect("us");
+        assert_eq!(us.e164, "+14155552671");
+    }
+
+    #[test]
+    fn malformed_phones_name_the_field() {
+        for bad in [
+            "",
+            "  ",
+            "12",
+            "hello",
+            "98765",
+            "+91 12345 678901234567890123456789",
+        ] {
+            assert_eq!(
+                field_of(phone(bad, country::Id::IN).expect_err(bad)),
+                "phone",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn emails_are_trimmed_and_lower_cased() {
+        let (raw, canonical) = email("  Asha.Rao@Example.COM ").expect("email");
+        assert_eq!(raw, "Asha.Rao@Example.COM");
+        assert_eq!(canonical, "asha.rao@example.com");
+        for bad in [
+            "",
+            "asha",
+            "asha@",
+            "@example.com",
+            "asha@localhost",
+            "a b@example.com",
+            "Asha <a@b.com>",
+        ] {
+            assert_eq!(field_of(email(bad).expect_err(bad)), "email", "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_cleaned_and_bounded() {
+        assert_eq!(name("  Asha \t  Rao \n").expect("name"), "Asha Rao");
+        // NFC: a decomposed é becomes one character.
+        assert_eq!(name("Jose\u{301}").expect("nfc"), "Jos\u{e9}");
+        assert_eq!(
+            name(&"x".repeat(NAME_MAX)).expect("max").chars().count(),
+            NAME_MAX
+        );
+        for bad in [
+            "".to_string(),
+            "   ".to_string(),
+            "x".repeat(NAME_MAX + 1),
+            "a\u{0}b".to_string(),
+        ] {
+            assert_eq!(field_of(name(&bad).expect_err("bad name")), "name");
+        }
+    }
+
+    #[test]
+    fn tags_are_a_sorted_set() {
+        assert_eq!(
+            tags(&["VIP", "wholesale", " vip "]).expect("tags"),
+            vec!["vip", "wholesale"]
+        );
+        assert!(tags(&[""]).is_err());
+        let many: Vec<String> = (0..=TAGS_MAX).map(|i| format!("t{i}")).collect();
+        assert!(tags(&many).is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! till-core: the embedded, offline-first store of a point-of-sale till.
+//!
+//! A [`Store`] is one SQLite file holding a device's customers and bills, the
+//! customer metrics the bills move, and the append-only change log that is
+//! both audit trail and sync outbox. Every user action is one transaction:
+//! rows, metrics, search rows and change record commit together or not at all.
+
+pub mod changes;
+pub mod clock;
+pub mod customers;
+pub mod error;
+pub mod money;
+pub mod page;
+mod schema;
+mod search;
+mod store;
+
+pub use changes::Change;
+pub use customers::{
+    Address, Customer, CustomerOrder, CustomerQuery, CustomerUpdate, NewCustomer, Stage,
+};
+pub use error::{Entity, Error, Result};
+pub use money::Currency;
+pub use page::Page;
+pub use schema::VERSION as SCHEMA_VERSION;
+pub use store::{Identity, Store, StoreOptions};

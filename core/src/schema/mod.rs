@@ -1,0 +1,100 @@
+//! The store's schema as code: `VERSION`, one upgrade step per version, and
+//! the guarantee that a file upgraded from any earlier version has exactly the
+//! schema of a freshly created one (tested below).
+//!
+//! The version lives in SQLite's `user_version`. Each step runs in the same
+//! transaction as the version bump, so a crash mid-upgrade leaves the old
+//! version intact and the upgrade reruns on the next open.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// The schema version this build writes.
+pub const VERSION: i64 = 1;
+
+/// Brings the database at `conn` to [`VERSION`], creating it when empty.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: VERSION,
+        });
+    }
+    for version in found..VERSION {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        // Another process may have upgraded while we waited for the lock.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now == version {
+            upgrade_from(&tx, version)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Applies the step that takes the schema from `version` to `version + 1`.
+fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
+    match version {
+        0 => conn.execute_batch(include_str!("v1.sql"))?,
+        _ => unreachable!("no upgrade step from version {version}"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every schema object, normalised, so two databases can be compared.
+    fn schema_of(conn: &Connection) -> Vec<(String, String, String)> {
+        let mut stmt = conn
+            .prepare("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    }
+
+    #[test]
+    fn upgrading_from_every_version_equals_a_fresh_database() {
+        let mut fresh = Connection::open_in_memory().expect("open");
+        migrate(&mut fresh).expect("fresh");
+        for start in 0..VERSION {
+            let mut old = Connection::open_in_memory().expect("open");
+            for v in 0..start {
+                upgrade_from(&old, v).expect("old step");
+            }
+            old.pragma_update(None, "user_version", start)
+                .expect("version");
+            migrate(&mut old).expect("upgrade");
+            assert_eq!(schema_of(&old), schema_of(&fresh), "upgrade from v{start}");
+            let v: i64 = old
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .expect("version");
+            assert_eq!(v, VERSION);
+        }
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_untouched() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .expect("version");
+        let err = migrate(&mut conn).expect_err("must refuse");
+        assert!(matches!(err, Error::SchemaTooNew { found, .. } if found == VERSION + 1));
+        assert!(schema_of(&conn).is_empty(), "nothing was created");
+    }
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("first");
+        let before = schema_of(&conn);
+        migrate(&mut conn).expect("second");
+        assert_eq!(schema_of(&conn), before);
+    }
+}

@@ -1,0 +1,301 @@
+//! The `Store`: one SQLite file holding one device's view of its store.
+//!
+//! Concurrency: SQLite in WAL mode with exactly one writer connection behind
+//! a mutex and a small pool of read-only connections beside it. Every user
+//! action is one `BEGIN IMMEDIATE` transaction through [`Store::write`], so
+//! writes are serialised (in this process by the mutex, across processes by
+//! SQLite's lock) and readers never block or see half an action. `Store` is
+//! `Send + Sync`; share it behind an `Arc`.
+//!
+//! Durability: `synchronous=NORMAL` in WAL mode survives a killed process
+//! with every committed transaction intact; only power loss can drop the
+//! last commits, never corrupt the file.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::clock::Hlc;
+use crate::error::{Error, Result};
+use crate::money::Currency;
+
+/// How long a connection waits for another process's lock before failing.
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+/// Idle read connections kept open; more are opened on demand under load.
+const MAX_IDLE_READERS: usize = 4;
+
+/// Who this store belongs to: a device of a store of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The retail company.
+    pub tenant: String,
+    /// The store's code, e.g. `S01`; prefixes bill numbers.
+    pub store: String,
+    /// The device's code within its store, e.g. `T03`.
+    pub device: String,
+}
+
+impl Identity {
+    /// The node name that stamps this device's changes: `store/device`.
+    pub fn node(&self) -> String {
+        format!("{}/{}", self.store, self.device)
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (field, value, max) in [
+            ("tenant", &self.tenant, 64),
+            ("store", &self.store, 16),
+            ("device", &self.device, 16),
+        ] {
+            let ok = !value.is_empty()
+                && value.len() <= max
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !ok {
+                return Err(Error::invalid(
+                    field,
+                    format!("must be 1 to {max} ASCII letters, digits, '_' or '-'"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`Store::open`] needs.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The SQLite file; created with its folder when missing.
+    pub path: PathBuf,
+    /// Tenant, store and device this file belongs to.
+    pub identity: Identity,
+    /// Region (ISO 3166 alpha-2, e.g. `IN`) for phone numbers typed without a country code.
+    pub default_region: String,
+    /// ISO 4217 code of the store's currency, e.g. `INR`.
+    pub currency: String,
+    /// Name printed at the top of receipts.
+    pub store_name: String,
+}
+
+impl StoreOptions {
+    /// Options for `path` and identity, in region `IN` with currency `INR`.
+    pub fn new(path: impl Into<PathBuf>, tenant: &str, store: &str, device: &str) -> Self {
+        StoreOptions {
+            path: path.into(),
+            identity: Identity {
+                tenant: tenant.into(),
+                store: store.into(),
+                device: device.into(),
+            },
+            default_region: "IN".into(),
+            currency: "INR".into(),
+            store_name: store.into(),
+        }
+    }
+}
+
+/// Settings fixed at open, validated.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub identity: Identity,
+    pub node: String,
+    pub region: phonenumber::country::Id,
+    pub currency: Currency,
+    pub store_name: String,
+}
+
+/// The embedded store; see the module docs for its concurrency model.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    pub(crate) settings: Settings,
+    writer: Mutex<WriterState>,
+    readers: Mutex<Vec<Connection>>,
+    staff: RwLock<String>,
+}
+
+#[derive(Debug)]
+struct WriterState {
+    conn: Connection,
+    last_stamp: Option<Hlc>,
+}
+
+/// One write transaction with what every mutation needs to record itself.
+#[derive(Debug)]
+pub(crate) struct Writer<'a> {
+    pub tx: Transaction<'a>,
+    pub settings: &'a Settings,
+    pub staff: String,
+    pub now_ms: i64,
+    last_stamp: &'a mut Option<Hlc>,
+}
+
+impl Writer<'_> {
+    /// A fresh HLC stamp, strictly after every earlier one of this device.
+    pub fn stamp(&mut self) -> Hlc {
+        let next = Hlc::tick(self.last_stamp.as_ref(), self.now_ms, &self.settings.node);
+        *self.last_stamp = Some(next.clone());
+        next
+    }
+
+    /// Advances the gapless counter `name` and returns its new value.
+    pub fn next_in_sequence(&self, name: &str) -> Result<i64> {
+        Ok(self.tx.query_row(
+            "INSERT INTO sequences (name, last) VALUES (?1, 1)
+             ON CONFLICT (name) DO UPDATE SET last = last + 1
+             RETURNING last",
+            [name],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock rolled its transaction back; the
+    // connection itself is still sound.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Store {
+    /// Opens (creating or upgrading) the store file described by `options`.
+    pub fn open(options: StoreOptions) -> Result<Store> {
+        options.identity.validate()?;
+        let currency = Currency::parse(&options.currency)?;
+        let region = options
+            .default_region
+            .to_ascii_uppercase()
+            .parse()
+            .map_err(|_| Error::invalid("default_region", "not an ISO 3166 region code"))?;
+        let store_name = options.store_name.trim().to_owned();
+        if store_name.is_empty() || store_name.chars().count() > 100 {
+            return Err(Error::invalid("store_name", "must be 1 to 100 characters"));
+        }
+        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+
+        let mut conn = Connection::open(&options.path)?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        crate::schema::migrate(&mut conn)?;
+        check_identity(&conn, &options.identity)?;
+        let last_stamp = crate::changes::last_local_stamp(&conn)?;
+
+        Ok(Store {
+            path: options.path,
+            settings: Settings {
+                node: options.identity.node(),
+                identity: options.identity,
+                region,
+                currency,
+                store_name,
+            },
+            writer: Mutex::new(WriterState { conn, last_stamp }),
+            readers: Mutex::new(Vec::new()),
+            staff: RwLock::new("unassigned".into()),
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Tenant, store and device of this file.
+    pub fn identity(&self) -> &Identity {
+        &self.settings.identity
+    }
+
+    /// The store's currency.
+    pub fn currency(&self) -> Currency {
+        self.settings.currency
+    }
+
+    /// Sets the staff member signed in at this till; every later change records them.
+    pub fn set_staff(&self, staff_id: &str) -> Result<()> {
+        let staff = staff_id.trim();
+        if staff.is_empty() || staff.len() > 64 {
+            return Err(Error::invalid("staff_id", "must be 1 to 64 bytes"));
+        }
+        *self.staff.write().unwrap_or_else(PoisonError::into_inner) = staff.to_owned();
+        Ok(())
+    }
+
+    /// Runs `f` in one immediate transaction; commits when it returns `Ok`.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
+        let staff = self
+            .staff
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut guard = lock(&self.writer);
+        let WriterState { conn, last_stamp } = &mut *guard;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut writer = Writer {
+            tx,
+            settings: &self.settings,
+            staff,
+            now_ms: now_ms(),
+            last_stamp,
+        };
+        let value = f(&mut writer)?;
+        writer.tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `f` on a read-only connection; sees only committed data.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = match lock(&self.readers).pop() {
+            Some(conn) => conn,
+            None => self.open_reader()?,
+        };
+        let result = f(&conn);
+        let mut idle = lock(&self.readers);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+
+    fn open_reader(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+}
+
+/// Records the identity in a new file; refuses a file of someone else.
+fn check_identity(conn: &Connection, identity: &Identity) -> Result<()> {
+    let expected = format!("{}/{}", identity.tenant, identity.node());
+    let found: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'identity'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match found {
+        Some(found) if found != expected => Err(Error::IdentityMismatch { found, expected }),
+        Some(_) => Ok(()),
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('identity', ?1)",
+                [&expected],
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
