@@ -5,21 +5,28 @@
 //! both audit trail and sync outbox. Every user action is one transaction:
 //! rows, metrics, search rows and change record commit together or not at all.
 
+pub mod bills;
 pub mod changes;
 pub mod clock;
 pub mod customers;
 pub mod error;
+pub mod metrics;
 pub mod money;
 pub mod page;
 mod schema;
 mod search;
 mod store;
 
+pub use bills::{
+    Bill, BillKind, BillLine, BillStatus, BillSummary, ChainProblem, ChainReport, NewBill, NewLine,
+    Payment, PriceMode, RefundLine, Tender, TenderMethod,
+};
 pub use changes::Change;
 pub use customers::{
     Address, Customer, CustomerOrder, CustomerQuery, CustomerUpdate, NewCustomer, Stage,
 };
 pub use error::{Entity, Error, Result};
+pub use metrics::CustomerSummary;
 pub use money::Currency;
 pub use page::Page;
 pub use schema::VERSION as SCHEMA_VERSION;

@@ -210,6 +210,11 @@ impl Store {
         &self.settings.identity
     }
 
+    /// The name printed at the top of receipts.
+    pub fn store_name(&self) -> &str {
+        &self.settings.store_name
+    }
+
     /// The store's currency.
     pub fn currency(&self) -> Currency {
         self.settings.currency

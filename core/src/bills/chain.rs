@@ -1,0 +1,245 @@
+//! The hash chain of a device's bills. A bill joins the chain when it
+//! becomes final (paid, voided while open, or written as a refund); its hash
+//! covers its money, numbers, lines and tenders plus the previous bill's
+//! hash. Together with the gapless numbers this makes a missing, inserted or
+//! altered bill detectable on the device and, later, on the server.
+//!
+//! Not covered: the customer link and phone (a merge moves bills to the
+//! surviving customer and erasure removes the phone; neither touches money)
+//! and what later refunds record on the original's lines.
+
+use rusqlite::{named_params, Connection};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::model::{Bill, BillStatus, Payment, COLUMNS};
+use super::{load_children, SEQUENCE};
+use crate::error::Result;
+use crate::store::Writer;
+
+/// `prev_hash` of the first bill in a chain.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const CHAIN_SEQUENCE: &str = "bill_chain";
+
+#[derive(Serialize)]
+struct Content<'a> {
+    prev_hash: &'a str,
+    id: String,
+    number: &'a str,
+    store_id: &'a str,
+    device_id: &'a str,
+    staff_id: &'a str,
+    currency: &'a str,
+    price_mode: &'a str,
+    kind: &'a str,
+    refund_of: Option<String>,
+    bill_discount: i64,
+    subtotal: i64,
+    discount_total: i64,
+    tax_total: i64,
+    total: i64,
+    paid_total: i64,
+    change_due: i64,
+    opened_at_ms: i64,
+    closed_at_ms: Option<i64>,
+    lines: Vec<LineContent<'a>>,
+    payments: &'a [Payment],
+}
+
+/// The hashed part of a line: everything but what later refunds record on it.
+#[derive(Serialize)]
+struct LineContent<'a> {
+    line_no: u32,
+    product_code: &'a str,
+    name: &'a str,
+    qty_milli: i64,
+    unit_price: i64,
+    discount: i64,
+    tax_category: &'a str,
+    tax_rate_bp: u32,
+    bill_discount: i64,
+    net: i64,
+    tax: i64,
+    gross: i64,
+    refund_of_line: Option<u32>,
+}
+
+/// The hash of `bill` chained after `prev_hash`: SHA-256 of its canonical JSON.
+pub(crate) fn hash_of(bill: &Bill, prev_hash: &str) -> Result<String> {
+    let content = Content {
+        prev_hash,
+        id: bill.id.to_string(),
+        number: &bill.number,
+        store_id: &bill.store_id,
+        device_id: &bill.device_id,
+        staff_id: &bill.staff_id,
+        currency: &bill.currency,
+        price_mode: bill.price_mode.as_str(),
+        kind: bill.kind.as_str(),
+        refund_of: bill.refund_of.map(|r| r.to_string()),
+        bill_discount: bill.bill_discount,
+        subtotal: bill.subtotal,
+        discount_total: bill.discount_total,
+        tax_total: bill.tax_total,
+        total: bill.total,
+        paid_total: bill.paid_total,
+        change_due: bill.change_due,
+        opened_at_ms: bill.opened_at_ms,
+        closed_at_ms: bill.closed_at_ms,
+        lines: bill
+            .lines
+            .iter()
+            .map(|l| LineContent {
+                line_no: l.line_no,
+                product_code: &l.product_code,
+                name: &l.name,
+                qty_milli: l.qty_milli,
+                unit_price: l.unit_price,
+                discount: l.discount,
+                tax_category: &l.tax_category,
+                tax_rate_bp: l.tax_rate_bp,
+                bill_discount: l.bill_discount,
+                net: l.net,
+                tax: l.tax,
+                gross: l.gross,
+                refund_of_line: l.refund_of_line,
+            })
+            .collect(),
+        payments: &bill.payments,
+    };
+    Ok(hex::encode(Sha256::digest(serde_json::to_vec(&content)?)))
+}
+
+/// Appends a final `bill` to the device's chain: sets its position and hashes.
+pub(crate) fn link(w: &Writer<'_>, bill: &mut Bill) -> Result<()> {
+    let pos = w.next_in_sequence(CHAIN_SEQUENCE)?;
+    let prev_hash: String = if pos == 1 {
+        GENESIS.to_owned()
+    } else {
+        w.tx.prepare_cached("SELECT hash FROM bills WHERE chain_pos = ?1")?
+            .query_row([pos - 1], |r| r.get(0))?
+    };
+    bill.hash = Some(hash_of(bill, &prev_hash)?);
+    bill.prev_hash = Some(prev_hash);
+    bill.chain_pos = Some(pos);
+    Ok(())
+}
+
+/// What is wrong with a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChainProblem {
+    /// No bill holds this number of the device's sequence: a bill was removed.
+    MissingNumber {
+        /// The sequence number with no bill.
+        seq: i64,
+    },
+    /// No bill holds this chain position: a final bill was removed.
+    MissingLink {
+        /// The empty position.
+        pos: i64,
+    },
+    /// The bill's content no longer matches its hash.
+    Altered {
+        /// The bill's number.
+        number: String,
+    },
+    /// The bill's `prev_hash` is not the hash of the bill before it.
+    BrokenLink {
+        /// The bill's number.
+        number: String,
+    },
+    /// A final bill that never joined the chain.
+    Unchained {
+        /// The bill's number.
+        number: String,
+    },
+}
+
+/// The result of [`crate::Store::verify_chain`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// Bills whose hash was checked.
+    pub bills_checked: u64,
+    /// Everything found wrong; empty when the chain is intact.
+    pub problems: Vec<ChainProblem>,
+}
+
+impl ChainReport {
+    /// True when nothing is wrong.
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Walks this device's bills in number and chain order, recomputing every hash.
+pub(crate) fn verify(conn: &Connection, device_id: &str) -> Result<ChainReport> {
+    let mut report = ChainReport::default();
+
+    let last_seq: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(last), 0) FROM sequences WHERE name = ?1",
+        [SEQUENCE],
+        |r| r.get(0),
+    )?;
+    let mut seqs = conn.prepare("SELECT seq FROM bills WHERE device_id = ?1 ORDER BY seq")?;
+    let mut expected = 1;
+    for seq in seqs.query_map([device_id], |r| r.get::<_, i64>(0))? {
+        let seq = seq?;
+        report
+            .problems
+            .extend((expected..seq).map(|seq| ChainProblem::MissingNumber { seq }));
+        expected = seq + 1;
+    }
+    report
+        .problems
+        .extend((expected..=last_seq).map(|seq| ChainProblem::MissingNumber { seq }));
+
+    let mut unchained = conn.prepare(
+        "SELECT number FROM bills WHERE device_id = ?1 AND chain_pos IS NULL AND status != ?2 ORDER BY seq",
+    )?;
+    for number in unchained.query_map([device_id, BillStatus::Open.as_str()], |r| r.get(0))? {
+        report
+            .problems
+            .push(ChainProblem::Unchained { number: number? });
+    }
+
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM bills WHERE device_id = :device AND chain_pos IS NOT NULL ORDER BY chain_pos"
+    ))?;
+    let mut rows = stmt.query(named_params! { ":device": device_id })?;
+    let mut expected_pos = 1;
+    let mut prev_hash = GENESIS.to_owned();
+    while let Some(row) = rows.next()? {
+        let (rid, mut bill) = Bill::from_row(row)?;
+        load_children(conn, rid, &mut bill)?;
+        let pos = bill.chain_pos.unwrap_or_default();
+        if pos != expected_pos {
+            report
+                .problems
+                .extend((expected_pos..pos).map(|pos| ChainProblem::MissingLink { pos }));
+        }
+        expected_pos = pos + 1;
+        let stored_prev = bill.prev_hash.clone().unwrap_or_default();
+        if stored_prev != prev_hash {
+            report.problems.push(ChainProblem::BrokenLink {
+                number: bill.number.clone(),
+            });
+        }
+        if bill.hash.as_deref() != Some(hash_of(&bill, &stored_prev)?.as_str()) {
+            report.problems.push(ChainProblem::Altered {
+                number: bill.number.clone(),
+            });
+        }
+        prev_hash = bill.hash.clone().unwrap_or_default();
+        report.bills_checked += 1;
+    }
+    let last_pos: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(last), 0) FROM sequences WHERE name = ?1",
+        [CHAIN_SEQUENCE],
+        |r| r.get(0),
+    )?;
+    report
+        .problems
+        .extend((expected_pos..=last_pos).map(|pos| ChainProblem::MissingLink { pos }));
+    Ok(report)
+}

@@ -1,0 +1,705 @@
+//! Bills: open, ring up lines, discount, pay with split tenders, void,
+//! refund against the original lines, and a customer's bill history.
+//!
+//! Rules kept here:
+//! - numbers come from a gapless per-device sequence advanced in the
+//!   transaction that opens the bill, so a number is never lost or reused,
+//!   and a voided bill keeps its number;
+//! - a bill is paid only when tenders cover its total; only cash may exceed
+//!   it, and the excess is change;
+//! - once paid, a bill's lines and money never change: status only moves
+//!   forward (paid -> partly refunded -> refunded, or paid -> voided), and
+//!   refunds are new bills pointing at it;
+//! - every change writes the bill, the customer's metrics and a change record
+//!   in one transaction.
+
+pub mod chain;
+mod model;
+pub mod receipt;
+pub mod totals;
+
+use rusqlite::{named_params, Connection, OptionalExtension};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use chain::{ChainProblem, ChainReport};
+pub use model::{
+    Bill, BillKind, BillLine, BillStatus, BillSummary, NewBill, NewLine, Payment, PriceMode,
+    RefundLine, Tender, TenderMethod,
+};
+pub(crate) use model::{COLUMNS, LINE_COLUMNS, PAYMENT_COLUMNS};
+
+use crate::changes::diff;
+use crate::error::{Entity, Error, Result};
+use crate::metrics;
+use crate::page::{self, Page};
+use crate::store::{Store, Writer};
+
+/// The `entity` of bill changes in the change log.
+pub(crate) const ENTITY: &str = "bill";
+/// The gapless sequence behind bill numbers.
+pub(crate) const SEQUENCE: &str = "bill_number";
+
+/// Loads the lines and payments of the bill with rowid `rid`.
+pub(crate) fn load_children(conn: &Connection, rid: i64, bill: &mut Bill) -> Result<()> {
+    bill.lines = conn
+        .prepare_cached(&format!(
+            "SELECT {LINE_COLUMNS} FROM bill_lines WHERE bill_rid = ?1 ORDER BY line_no"
+        ))?
+        .query_map([rid], BillLine::from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    bill.payments = conn
+        .prepare_cached(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM bill_payments WHERE bill_rid = ?1 ORDER BY seq"
+        ))?
+        .query_map([rid], Payment::from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(())
+}
+
+/// Loads a whole bill by id or by number.
+pub(crate) fn load(conn: &Connection, key: &str, by_number: bool) -> Result<(i64, Bill)> {
+    let column = if by_number { "number" } else { "id" };
+    let (rid, mut bill) = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM bills WHERE {column} = ?1"))?
+        .query_row([key], Bill::from_row)
+        .optional()?
+        .ok_or_else(|| Error::not_found(Entity::Bill, key))?;
+    load_children(conn, rid, &mut bill)?;
+    Ok((rid, bill))
+}
+
+/// The fields of a bill as the change log records them.
+fn change_fields(bill: &Bill) -> Result<Value> {
+    let mut value = serde_json::to_value(bill)?;
+    if let Some(map) = value.as_object_mut() {
+        map.remove("id");
+        map.remove("version");
+    }
+    Ok(value)
+}
+
+/// Writes `after` (new when `rid` is `None`) with its lines and payments, and
+/// a change record of what differs from `before`.
+fn put(
+    w: &mut Writer<'_>,
+    rid: Option<i64>,
+    before: Option<&Bill>,
+    after: &Bill,
+    op: &str,
+) -> Result<i64> {
+    let rid: i64 =
+        w.tx.prepare_cached(
+            "INSERT INTO bills (rid, id, number, seq, store_id, device_id, staff_id, customer_id,
+                 customer_phone, currency, price_mode, kind, refund_of, status, bill_discount,
+                 subtotal, discount_total, tax_total, total, paid_total, change_due, refunded_total,
+                 opened_at, closed_at, voided_at, chain_pos, prev_hash, hash, version)
+             VALUES (:rid, :id, :number, :seq, :store_id, :device_id, :staff_id, :customer_id,
+                 :customer_phone, :currency, :price_mode, :kind, :refund_of, :status,
+                 :bill_discount, :subtotal, :discount_total, :tax_total, :total, :paid_total,
+                 :change_due, :refunded_total, :opened_at, :closed_at, :voided_at, :chain_pos,
+                 :prev_hash, :hash, :version)
+             ON CONFLICT (rid) DO UPDATE SET customer_id = excluded.customer_id,
+                 customer_phone = excluded.customer_phone, status = excluded.status,
+                 bill_discount = excluded.bill_discount, subtotal = excluded.subtotal,
+                 discount_total = excluded.discount_total, tax_total = excluded.tax_total,
+                 total = excluded.total, paid_total = excluded.paid_total,
+                 change_due = excluded.change_due, refunded_total = excluded.refunded_total,
+                 closed_at = excluded.closed_at, voided_at = excluded.voided_at,
+                 chain_pos = excluded.chain_pos, prev_hash = excluded.prev_hash,
+                 hash = excluded.hash, version = excluded.version
+             RETURNING rid",
+        )?
+        .query_row(
+            named_params! {
+                ":rid": rid,
+                ":id": after.id.to_string(),
+                ":number": after.number,
+                ":seq": sequence_of(&after.number),
+                ":store_id": after.store_id,
+                ":device_id": after.device_id,
+                ":staff_id": after.staff_id,
+                ":customer_id": after.customer_id.map(|c| c.to_string()),
+                ":customer_phone": after.customer_phone,
+                ":currency": after.currency,
+                ":price_mode": after.price_mode.as_str(),
+                ":kind": after.kind.as_str(),
+                ":refund_of": after.refund_of.map(|r| r.to_string()),
+                ":status": after.status.as_str(),
+                ":bill_discount": after.bill_discount,
+                ":subtotal": after.subtotal,
+                ":discount_total": after.discount_total,
+                ":tax_total": after.tax_total,
+                ":total": after.total,
+                ":paid_total": after.paid_total,
+                ":change_due": after.change_due,
+                ":refunded_total": after.refunded_total,
+                ":opened_at": after.opened_at_ms,
+                ":closed_at": after.closed_at_ms,
+                ":voided_at": after.voided_at_ms,
+                ":chain_pos": after.chain_pos,
+                ":prev_hash": after.prev_hash,
+                ":hash": after.hash,
+                ":version": after.version,
+            },
+            |r| r.get(0),
+        )?;
+    if before.map(|b| &b.lines) != Some(&after.lines) {
+        w.tx.prepare_cached("DELETE FROM bill_lines WHERE bill_rid = ?1")?
+            .execute([rid])?;
+        let mut insert = w.tx.prepare_cached(&format!(
+            "INSERT INTO bill_lines (bill_rid, {LINE_COLUMNS}) VALUES
+             (:rid, :line_no, :product_code, :name, :qty, :unit_price, :discount, :tax_category,
+              :tax_rate_bp, :bill_discount, :net, :tax, :gross, :refund_of_line, :refunded_qty,
+              :refunded_gross, :refunded_tax)"
+        ))?;
+        for l in &after.lines {
+            insert.execute(named_params! {
+                ":rid": rid,
+                ":line_no": l.line_no,
+                ":product_code": l.product_code,
+                ":name": l.name,
+                ":qty": l.qty_milli,
+                ":unit_price": l.unit_price,
+                ":discount": l.discount,
+                ":tax_category": l.tax_category,
+                ":tax_rate_bp": l.tax_rate_bp,
+                ":bill_discount": l.bill_discount,
+                ":net": l.net,
+                ":tax": l.tax,
+                ":gross": l.gross,
+                ":refund_of_line": l.refund_of_line,
+                ":refunded_qty": l.refunded_qty_milli,
+                ":refunded_gross": l.refunded_gross,
+                ":refunded_tax": l.refunded_tax,
+            })?;
+        }
+    }
+    // Payments only ever append.
+    let known = before.map_or(0, |b| b.payments.len());
+    if after.payments.len() > known {
+        let mut insert = w.tx.prepare_cached(&format!(
+            "INSERT INTO bill_payments (bill_rid, {PAYMENT_COLUMNS})
+             VALUES (:rid, :seq, :method, :amount, :tendered, :reference)"
+        ))?;
+        for p in &after.payments[known..] {
+            insert.execute(named_params! {
+                ":rid": rid,
+                ":seq": p.seq,
+                ":method": p.method.as_str(),
+                ":amount": p.amount,
+                ":tendered": p.tendered,
+                ":reference": p.reference,
+            })?;
+        }
+    }
+    let old = before
+        .map(change_fields)
+        .transpose()?
+        .unwrap_or(Value::Null);
+    let (fields, previous) = diff(&old, &change_fields(after)?);
+    crate::changes::record(w, ENTITY, &after.id.to_string(), op, &fields, &previous)?;
+    Ok(rid)
+}
+
+/// The device sequence number at the end of a bill number.
+fn sequence_of(number: &str) -> i64 {
+    number
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default()
+}
+
+/// Loads a bill for writing and checks it is an open sale.
+fn load_open(w: &Writer<'_>, id: Uuid, action: &'static str) -> Result<(i64, Bill)> {
+    let (rid, bill) = load(&w.tx, &id.to_string(), false)?;
+    if bill.status != BillStatus::Open {
+        return Err(invalid_state(&bill, action));
+    }
+    Ok((rid, bill))
+}
+
+fn invalid_state(bill: &Bill, action: &'static str) -> Error {
+    Error::InvalidState {
+        entity: Entity::Bill,
+        id: bill.id.to_string(),
+        state: bill.status.to_string(),
+        action,
+    }
+}
+
+/// Turns validated new lines into bill lines numbered from `first_no`.
+fn to_lines(new: &[NewLine], first_no: u32, field: &str) -> Result<Vec<BillLine>> {
+    new.iter()
+        .enumerate()
+        .map(|(i, l)| {
+            totals::validate_line(l, &format!("{field}[{i}]"))?;
+            Ok(BillLine {
+                line_no: first_no + i as u32,
+                product_code: l.product_code.trim().to_owned(),
+                name: l.name.trim().to_owned(),
+                qty_milli: l.qty_milli,
+                unit_price: l.unit_price,
+                discount: l.discount,
+                tax_category: l.tax_category.trim().to_owned(),
+                tax_rate_bp: l.tax_rate_bp,
+                bill_discount: 0,
+                net: 0,
+                tax: 0,
+                gross: 0,
+                refund_of_line: None,
+                refunded_qty_milli: 0,
+                refunded_gross: 0,
+                refunded_tax: 0,
+            })
+        })
+        .collect()
+}
+
+/// Recomputes the amounts of an open sale after its lines or discount changed.
+fn retotal(bill: &mut Bill) -> Result<()> {
+    if bill.lines.len() > totals::MAX_LINES {
+        return Err(Error::invalid(
+            "lines",
+            format!("more than {} lines", totals::MAX_LINES),
+        ));
+    }
+    let t = totals::compute(&mut bill.lines, bill.bill_discount, bill.price_mode)?;
+    bill.subtotal = t.subtotal;
+    bill.discount_total = t.discount;
+    bill.tax_total = t.tax;
+    bill.total = t.total;
+    Ok(())
+}
+
+/// Applies tenders to a bill of `total`: `(payments, change)`. Non-cash
+/// tenders never exceed what is due; cash may, and the excess is change.
+fn settle(tenders: &[Tender], total: i64, first_seq: u32) -> Result<(Vec<Payment>, i64)> {
+    if tenders.len() > 20 {
+        return Err(Error::invalid("tenders", "more than 20 tenders"));
+    }
+    let mut offered: i64 = 0;
+    let mut non_cash: i64 = 0;
+    for (i, t) in tenders.iter().enumerate() {
+        if t.amount <= 0 {
+            return Err(Error::invalid(
+                format!("tenders[{i}].amount"),
+                "must be more than zero",
+            ));
+        }
+        if t.reference.chars().count() > 64 {
+            return Err(Error::invalid(
+                format!("tenders[{i}].reference"),
+                "longer than 64 characters",
+            ));
+        }
+        offered = offered.saturating_add(t.amount);
+        if t.method != TenderMethod::Cash {
+            non_cash = non_cash.saturating_add(t.amount);
+        }
+    }
+    if offered < total {
+        return Err(Error::invalid(
+            "tenders",
+            format!("short of the total by {} minor units", total - offered),
+        ));
+    }
+    if non_cash > total {
+        return Err(Error::invalid(
+            "tenders",
+            "card and other tenders exceed the total; only cash gives change",
+        ));
+    }
+    let change = offered - total;
+    // The change comes out of the cash, last tender first.
+    let mut to_return = change;
+    let mut payments: Vec<Payment> = tenders
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Payment {
+            seq: first_seq + i as u32,
+            method: t.method,
+            amount: t.amount,
+            tendered: t.amount,
+            reference: t.reference.trim().to_owned(),
+        })
+        .collect();
+    for p in payments
+        .iter_mut()
+        .rev()
+        .filter(|p| p.method == TenderMethod::Cash)
+    {
+        let back = to_return.min(p.amount);
+        p.amount -= back;
+        to_return -= back;
+    }
+    Ok((payments, change))
+}
+
+impl Store {
+    /// Opens a bill, with any lines already scanned; it takes the next bill number.
+    pub fn open_bill(&self, new: NewBill) -> Result<Bill> {
+        let mut lines = to_lines(&new.lines, 1, "lines")?;
+        let mode = new.price_mode.unwrap_or(PriceMode::Inclusive);
+        totals::compute(&mut lines, new.bill_discount, mode)?;
+        self.write(|w| {
+            let (customer_id, customer_phone) = match new.customer_id {
+                Some(id) => {
+                    let (_, c) = crate::customers::load_live(w, id)?;
+                    (Some(c.id), c.phone.map(|p| p.e164))
+                }
+                None => (None, None),
+            };
+            let seq = w.next_in_sequence(SEQUENCE)?;
+            let identity = &w.settings.identity;
+            let mut bill = Bill {
+                id: Uuid::now_v7(),
+                number: format!("{}-{}-{seq:06}", identity.store, identity.device),
+                store_id: identity.store.clone(),
+                device_id: identity.device.clone(),
+                staff_id: w.staff.clone(),
+                customer_id,
+                customer_phone,
+                currency: w.settings.currency.code().to_owned(),
+                price_mode: mode,
+                kind: BillKind::Sale,
+                refund_of: None,
+                status: BillStatus::Open,
+                bill_discount: new.bill_discount,
+                subtotal: 0,
+                discount_total: 0,
+                tax_total: 0,
+                total: 0,
+                paid_total: 0,
+                change_due: 0,
+                refunded_total: 0,
+                opened_at_ms: w.now_ms,
+                closed_at_ms: None,
+                voided_at_ms: None,
+                chain_pos: None,
+                prev_hash: None,
+                hash: None,
+                version: 1,
+                lines,
+                payments: Vec::new(),
+            };
+            retotal(&mut bill)?;
+            put(w, None, None, &bill, "open")?;
+            Ok(bill)
+        })
+    }
+
+    /// Adds a line to an open bill.
+    pub fn add_line(&self, bill_id: Uuid, line: NewLine) -> Result<Bill> {
+        self.change_open(bill_id, "add_line", "add a line", |bill| {
+            let next_no = bill.lines.iter().map(|l| l.line_no).max().unwrap_or(0) + 1;
+            bill.lines
+                .extend(to_lines(std::slice::from_ref(&line), next_no, "line")?);
+            Ok(())
+        })
+    }
+
+    /// Removes line `line_no` from an open bill; other lines keep their numbers.
+    pub fn remove_line(&self, bill_id: Uuid, line_no: u32) -> Result<Bill> {
+        self.change_open(bill_id, "remove_line", "remove a line", |bill| {
+            let before = bill.lines.len();
+            bill.lines.retain(|l| l.line_no != line_no);
+            if bill.lines.len() == before {
+                return Err(Error::not_found(Entity::BillLine, line_no));
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets the discount on the whole of an open bill.
+    pub fn set_bill_discount(&self, bill_id: Uuid, discount: i64) -> Result<Bill> {
+        self.change_open(bill_id, "discount", "change the discount", |bill| {
+            bill.bill_discount = discount;
+            Ok(())
+        })
+    }
+
+    /// Attaches an open bill to a customer, or makes it a walk-in (`None`).
+    pub fn set_bill_customer(&self, bill_id: Uuid, customer_id: Option<Uuid>) -> Result<Bill> {
+        self.write(|w| {
+            let (rid, before) = load_open(w, bill_id, "change the customer")?;
+            let mut after = before.clone();
+            match customer_id {
+                Some(id) => {
+                    let (_, c) = crate::customers::load_live(w, id)?;
+                    after.customer_id = Some(c.id);
+                    after.customer_phone = c.phone.map(|p| p.e164);
+                }
+                None => {
+                    after.customer_id = None;
+                    after.customer_phone = None;
+                }
+            }
+            after.version += 1;
+            put(w, Some(rid), Some(&before), &after, "set_customer")?;
+            Ok(after)
+        })
+    }
+
+    /// Runs `change` on an open bill, recomputes its totals and records it.
+    fn change_open(
+        &self,
+        bill_id: Uuid,
+        op: &str,
+        action: &'static str,
+        change: impl FnOnce(&mut Bill) -> Result<()>,
+    ) -> Result<Bill> {
+        self.write(|w| {
+            let (rid, before) = load_open(w, bill_id, action)?;
+            let mut after = before.clone();
+            change(&mut after)?;
+            retotal(&mut after)?;
+            after.version += 1;
+            put(w, Some(rid), Some(&before), &after, op)?;
+            Ok(after)
+        })
+    }
+
+    /// Pays an open bill with one or more tenders covering its total; the bill
+    /// becomes final: it joins the hash chain and moves the customer's metrics.
+    pub fn pay(&self, bill_id: Uuid, tenders: &[Tender]) -> Result<Bill> {
+        self.write(|w| {
+            let (rid, before) = load_open(w, bill_id, "be paid")?;
+            if before.lines.is_empty() {
+                return Err(Error::invalid(
+                    "lines",
+                    "a bill needs at least one line to be paid",
+                ));
+            }
+            let (payments, change) = settle(tenders, before.total, 1)?;
+            let mut after = before.clone();
+            after.paid_total = payments.iter().map(|p| p.amount).sum();
+            after.change_due = change;
+            after.payments = payments;
+            after.status = BillStatus::Paid;
+            after.closed_at_ms = Some(w.now_ms);
+            after.version += 1;
+            chain::link(w, &mut after)?;
+            put(w, Some(rid), Some(&before), &after, "pay")?;
+            if let Some(customer) = after.customer_id {
+                metrics::add_sale(w, &customer.to_string(), after.total, w.now_ms)?;
+            }
+            Ok(after)
+        })
+    }
+
+    /// Voids an open bill, or a paid one nothing was refunded from. The bill
+    /// keeps its number; a paid bill's effect on the customer's metrics is undone.
+    pub fn void_bill(&self, bill_id: Uuid) -> Result<Bill> {
+        self.write(|w| {
+            let (rid, before) = load(&w.tx, &bill_id.to_string(), false)?;
+            let mut after = before.clone();
+            after.status = BillStatus::Voided;
+            after.voided_at_ms = Some(w.now_ms);
+            after.version += 1;
+            match (before.kind, before.status) {
+                (BillKind::Sale, BillStatus::Open) => {
+                    after.closed_at_ms = Some(w.now_ms);
+                    chain::link(w, &mut after)?;
+                    put(w, Some(rid), Some(&before), &after, "void")?;
+                }
+                (BillKind::Sale, BillStatus::Paid) => {
+                    put(w, Some(rid), Some(&before), &after, "void")?;
+                    if let Some(customer) = after.customer_id {
+                        metrics::recompute(w, &customer.to_string())?;
+                    }
+                }
+                _ => return Err(invalid_state(&before, "be voided")),
+            }
+            Ok(after)
+        })
+    }
+
+    /// Refunds quantities of a paid sale's lines (all that remains when
+    /// `lines` is empty), paid back with `tenders` that add up to the refund
+    /// exactly. Returns the refund bill; the sale moves to partly refunded or
+    /// refunded. Never refunds more than was sold, across all refunds.
+    pub fn refund(&self, bill_id: Uuid, lines: &[RefundLine], tenders: &[Tender]) -> Result<Bill> {
+        self.write(|w| {
+            let (rid, before) = load(&w.tx, &bill_id.to_string(), false)?;
+            if before.kind != BillKind::Sale
+                || !matches!(before.status, BillStatus::Paid | BillStatus::PartlyRefunded)
+            {
+                return Err(invalid_state(&before, "be refunded"));
+            }
+            let requested: Vec<RefundLine> = if lines.is_empty() {
+                before
+                    .lines
+                    .iter()
+                    .filter(|l| l.refunded_qty_milli < l.qty_milli)
+                    .map(|l| RefundLine {
+                        line_no: l.line_no,
+                        qty_milli: l.qty_milli - l.refunded_qty_milli,
+                    })
+                    .collect()
+            } else {
+                lines.to_vec()
+            };
+            if requested.is_empty() {
+                return Err(invalid_state(&before, "be refunded again"));
+            }
+            let mut original = before.clone();
+            let mut refund_lines = Vec::with_capacity(requested.len());
+            for (i, r) in requested.iter().enumerate() {
+                let field = |name: &str| format!("lines[{i}].{name}");
+                if requested[..i].iter().any(|o| o.line_no == r.line_no) {
+                    return Err(Error::invalid(field("line_no"), "appears twice"));
+                }
+                let sold = original
+                    .lines
+                    .iter_mut()
+                    .find(|l| l.line_no == r.line_no)
+                    .ok_or_else(|| Error::invalid(field("line_no"), "no such line on the bill"))?;
+                if r.qty_milli <= 0 {
+                    return Err(Error::invalid(field("quantity"), "must be more than zero"));
+                }
+                if sold.refunded_qty_milli + r.qty_milli > sold.qty_milli {
+                    return Err(Error::invalid(
+                        field("quantity"),
+                        "is more than remains to refund",
+                    ));
+                }
+                let (gross, tax) = totals::refund_share(sold, r.qty_milli);
+                sold.refunded_qty_milli += r.qty_milli;
+                sold.refunded_gross += gross;
+                sold.refunded_tax += tax;
+                refund_lines.push(BillLine {
+                    line_no: i as u32 + 1,
+                    qty_milli: r.qty_milli,
+                    discount: 0,
+                    bill_discount: 0,
+                    net: gross - tax,
+                    tax,
+                    gross,
+                    refund_of_line: Some(sold.line_no),
+                    refunded_qty_milli: 0,
+                    refunded_gross: 0,
+                    refunded_tax: 0,
+                    ..sold.clone()
+                });
+            }
+            let amount: i64 = refund_lines.iter().map(|l| l.gross).sum();
+            let offered: i64 = tenders.iter().map(|t| t.amount.max(0)).sum();
+            if offered != amount {
+                return Err(Error::invalid(
+                    "tenders",
+                    format!("must add up to the refund of {amount} minor units exactly"),
+                ));
+            }
+            let (payments, _) = settle(tenders, amount, 1)?;
+
+            let seq = w.next_in_sequence(SEQUENCE)?;
+            let identity = &w.settings.identity;
+            let subtotal = refund_lines
+                .iter()
+                .map(|l| totals::line_base(l.qty_milli, l.unit_price))
+                .sum::<i64>();
+            let tax_total: i64 = refund_lines.iter().map(|l| l.tax).sum();
+            let mut refund = Bill {
+                id: Uuid::now_v7(),
+                number: format!("{}-{}-{seq:06}", identity.store, identity.device),
+                store_id: identity.store.clone(),
+                device_id: identity.device.clone(),
+                staff_id: w.staff.clone(),
+                kind: BillKind::Refund,
+                refund_of: Some(before.id),
+                status: BillStatus::Paid,
+                bill_discount: 0,
+                subtotal,
+                discount_total: match before.price_mode {
+                    PriceMode::Inclusive => subtotal - amount,
+                    PriceMode::Exclusive => subtotal - (amount - tax_total),
+                },
+                tax_total,
+                total: amount,
+                paid_total: amount,
+                change_due: 0,
+                refunded_total: 0,
+                opened_at_ms: w.now_ms,
+                closed_at_ms: Some(w.now_ms),
+                voided_at_ms: None,
+                chain_pos: None,
+                prev_hash: None,
+                hash: None,
+                version: 1,
+                lines: refund_lines,
+                payments,
+                ..before.clone()
+            };
+            chain::link(w, &mut refund)?;
+            put(w, None, None, &refund, "refund")?;
+
+            original.refunded_total += amount;
+            original.status = if original
+                .lines
+                .iter()
+                .all(|l| l.refunded_qty_milli == l.qty_milli)
+            {
+                BillStatus::Refunded
+            } else {
+                BillStatus::PartlyRefunded
+            };
+            original.version += 1;
+            put(w, Some(rid), Some(&before), &original, "refunded")?;
+            if let Some(customer) = original.customer_id {
+                metrics::add_refund(w, &customer.to_string(), amount)?;
+            }
+            Ok(refund)
+        })
+    }
+
+    /// The bill with `id`, with its lines and payments.
+    pub fn bill(&self, id: Uuid) -> Result<Bill> {
+        self.read(|conn| load(conn, &id.to_string(), false).map(|(_, b)| b))
+    }
+
+    /// The bill with number `number`.
+    pub fn bill_by_number(&self, number: &str) -> Result<Bill> {
+        self.read(|conn| load(conn, number.trim(), true).map(|(_, b)| b))
+    }
+
+    /// A customer's bills, newest first, a page at a time; one index seek per page.
+    pub fn customer_bills(
+        &self,
+        customer_id: Uuid,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<BillSummary>> {
+        let limit = page::limit(limit)?;
+        let start: Option<(i64, i64)> = cursor.map(page::decode_cursor).transpose()?;
+        let (k_time, k_rid) = start.map_or((None, None), |(t, r)| (Some(t), Some(r)));
+        let customer = self.customer(customer_id)?.id.to_string();
+        let rows = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM bills
+                 WHERE customer_id = :customer
+                   AND (:k_rid IS NULL OR (opened_at, rid) < (:k_time, :k_rid))
+                 ORDER BY opened_at DESC, rid DESC LIMIT :n"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    named_params! { ":customer": customer, ":k_time": k_time, ":k_rid": k_rid, ":n": limit + 1 },
+                    Bill::from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })?;
+        let page = page::assemble(rows, limit, |(rid, b)| (b.opened_at_ms, *rid));
+        Ok(Page {
+            items: page.items.iter().map(|(_, b)| b.summary()).collect(),
+            next: page.next,
+        })
+    }
+
+    /// Checks this device's bill chain and number sequence.
+    pub fn verify_chain(&self) -> Result<ChainReport> {
+        let device = self.settings.identity.device.clone();
+        self.read(|conn| chain::verify(conn, &device))
+    }
+}

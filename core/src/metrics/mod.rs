@@ -1,0 +1,164 @@
+//! Per-customer metrics: visits, total spent net of refunds, average bill,
+//! first and last visit. They are moved by the same transaction as the bill
+//! that changes them and read with one primary-key lookup; nothing scans
+//! bills on read. [`from_bills`] recomputes them from the bills, for the rare
+//! writes that cannot move them incrementally (voiding a paid bill, merging)
+//! and for `verify`.
+
+use rusqlite::{named_params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::bills::{BillKind, BillStatus};
+use crate::error::Result;
+use crate::money::div_round;
+use crate::store::{Store, Writer};
+
+/// The stored metrics of one customer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Paid sales (refunded ones included: the customer came).
+    pub visits: i64,
+    /// Paid sales minus refunds, in minor units.
+    pub total_spent: i64,
+    /// First paid sale, ms since the Unix epoch.
+    pub first_visit_ms: Option<i64>,
+    /// Last paid sale.
+    pub last_visit_ms: Option<i64>,
+}
+
+/// A customer's metrics as the app shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerSummary {
+    /// The customer (the survivor, if the id asked for was merged away).
+    pub customer_id: Uuid,
+    /// Paid sales.
+    pub visits: i64,
+    /// Paid sales minus refunds, in minor units.
+    pub total_spent: i64,
+    /// `total_spent / visits`, rounded half away from zero; 0 without visits.
+    pub average_bill: i64,
+    /// First paid sale.
+    pub first_visit_ms: Option<i64>,
+    /// Last paid sale.
+    pub last_visit_ms: Option<i64>,
+    /// ISO 4217 code of the amounts.
+    pub currency: String,
+}
+
+/// Statuses of a sale that count as a visit.
+const VISIT_STATUSES: &str = "('paid', 'partly_refunded', 'refunded')";
+
+/// Reads the stored metrics of `customer_id` (zero when none).
+pub(crate) fn stored(conn: &Connection, customer_id: &str) -> Result<Metrics> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT visits, total_spent, first_visit, last_visit FROM customer_metrics
+             WHERE customer_id = ?1",
+        )?
+        .query_row([customer_id], |r| {
+            Ok(Metrics {
+                visits: r.get(0)?,
+                total_spent: r.get(1)?,
+                first_visit_ms: r.get(2)?,
+                last_visit_ms: r.get(3)?,
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// What the bills of `customer_id` say the metrics are.
+pub(crate) fn from_bills(conn: &Connection, customer_id: &str) -> Result<Metrics> {
+    debug_assert_eq!(BillStatus::PartlyRefunded.as_str(), "partly_refunded");
+    let sql = format!(
+        "SELECT
+            COALESCE(SUM(CASE WHEN kind = :sale AND status IN {VISIT_STATUSES} THEN 1 END), 0),
+            COALESCE(SUM(CASE WHEN kind = :sale AND status IN {VISIT_STATUSES} THEN total
+                              WHEN kind = :refund AND status = 'paid' THEN -total END), 0),
+            MIN(CASE WHEN kind = :sale AND status IN {VISIT_STATUSES} THEN closed_at END),
+            MAX(CASE WHEN kind = :sale AND status IN {VISIT_STATUSES} THEN closed_at END)
+         FROM bills WHERE customer_id = :customer"
+    );
+    Ok(conn.prepare_cached(&sql)?.query_row(
+        named_params! {
+            ":sale": BillKind::Sale.as_str(),
+            ":refund": BillKind::Refund.as_str(),
+            ":customer": customer_id,
+        },
+        |r| {
+            Ok(Metrics {
+                visits: r.get(0)?,
+                total_spent: r.get(1)?,
+                first_visit_ms: r.get(2)?,
+                last_visit_ms: r.get(3)?,
+            })
+        },
+    )?)
+}
+
+fn save(w: &Writer<'_>, customer_id: &str, m: &Metrics) -> Result<()> {
+    w.tx.prepare_cached(
+        "INSERT INTO customer_metrics (customer_id, visits, total_spent, first_visit, last_visit)
+         VALUES (:id, :visits, :spent, :first, :last)
+         ON CONFLICT (customer_id) DO UPDATE SET visits = excluded.visits,
+             total_spent = excluded.total_spent, first_visit = excluded.first_visit,
+             last_visit = excluded.last_visit",
+    )?
+    .execute(named_params! {
+        ":id": customer_id,
+        ":visits": m.visits,
+        ":spent": m.total_spent,
+        ":first": m.first_visit_ms,
+        ":last": m.last_visit_ms,
+    })?;
+    Ok(())
+}
+
+/// A paid sale of `total` at `at_ms`.
+pub(crate) fn add_sale(w: &Writer<'_>, customer_id: &str, total: i64, at_ms: i64) -> Result<()> {
+    w.tx.prepare_cached(
+        "INSERT INTO customer_metrics (customer_id, visits, total_spent, first_visit, last_visit)
+         VALUES (:id, 1, :total, :at, :at)
+         ON CONFLICT (customer_id) DO UPDATE SET visits = visits + 1,
+             total_spent = total_spent + excluded.total_spent,
+             first_visit = MIN(COALESCE(first_visit, excluded.first_visit), excluded.first_visit),
+             last_visit = MAX(COALESCE(last_visit, excluded.last_visit), excluded.last_visit)",
+    )?
+    .execute(named_params! { ":id": customer_id, ":total": total, ":at": at_ms })?;
+    Ok(())
+}
+
+/// A refund of `amount` to the customer.
+pub(crate) fn add_refund(w: &Writer<'_>, customer_id: &str, amount: i64) -> Result<()> {
+    let mut m = stored(&w.tx, customer_id)?;
+    m.total_spent -= amount;
+    save(w, customer_id, &m)
+}
+
+/// Recomputes the metrics of `customer_id` from its bills.
+pub(crate) fn recompute(w: &Writer<'_>, customer_id: &str) -> Result<()> {
+    let m = from_bills(&w.tx, customer_id)?;
+    save(w, customer_id, &m)
+}
+
+impl Store {
+    /// Visits, spend and visit dates of a customer; one indexed read.
+    pub fn customer_summary(&self, customer_id: Uuid) -> Result<CustomerSummary> {
+        let customer = self.customer(customer_id)?;
+        let m = self.read(|conn| stored(conn, &customer.id.to_string()))?;
+        Ok(CustomerSummary {
+            customer_id: customer.id,
+            visits: m.visits,
+            total_spent: m.total_spent,
+            average_bill: if m.visits > 0 {
+                div_round(i128::from(m.total_spent), i128::from(m.visits))
+            } else {
+                0
+            },
+            first_visit_ms: m.first_visit_ms,
+            last_visit_ms: m.last_visit_ms,
+            currency: self.currency().code().to_owned(),
+        })
+    }
+}
