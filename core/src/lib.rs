@@ -16,6 +16,7 @@ pub mod page;
 mod schema;
 mod search;
 mod store;
+pub mod verify;
 
 pub use bills::{
     Bill, BillKind, BillLine, BillStatus, BillSummary, ChainProblem, ChainReport, NewBill, NewLine,
@@ -31,3 +32,4 @@ pub use money::Currency;
 pub use page::Page;
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use store::{Identity, Store, StoreOptions};
+pub use verify::{Problem, VerifyReport};

@@ -266,7 +266,8 @@ impl Store {
         result
     }
 
-    fn open_reader(&self) -> Result<Connection> {
+    /// A new read-only connection, outside the pool.
+    pub(crate) fn open_reader(&self) -> Result<Connection> {
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY

@@ -9,7 +9,7 @@ use rusqlite::{named_params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::bills::{BillKind, BillStatus};
+use crate::bills::BillKind;
 use crate::error::Result;
 use crate::money::div_round;
 use crate::store::{Store, Writer};
@@ -46,9 +46,6 @@ pub struct CustomerSummary {
     pub currency: String,
 }
 
-/// Statuses of a sale that count as a visit.
-const VISIT_STATUSES: &str = "('paid', 'partly_refunded', 'refunded')";
-
 /// Reads the stored metrics of `customer_id` (zero when none).
 pub(crate) fn stored(conn: &Connection, customer_id: &str) -> Result<Metrics> {
     Ok(conn
@@ -56,45 +53,88 @@ pub(crate) fn stored(conn: &Connection, customer_id: &str) -> Result<Metrics> {
             "SELECT visits, total_spent, first_visit, last_visit FROM customer_metrics
              WHERE customer_id = ?1",
         )?
-        .query_row([customer_id], |r| {
-            Ok(Metrics {
-                visits: r.get(0)?,
-                total_spent: r.get(1)?,
-                first_visit_ms: r.get(2)?,
-                last_visit_ms: r.get(3)?,
-            })
-        })
+        .query_row([customer_id], |r| metrics_at(r, 0))
         .optional()?
         .unwrap_or_default())
 }
 
+/// The metrics of a customer's bills, as SQL aggregates over `bills`
+/// (named parameters `:sale` and `:refund` bind the bill kinds).
+const AGGREGATES: &str = "
+    COALESCE(SUM(CASE WHEN kind = :sale AND status IN ('paid', 'partly_refunded', 'refunded')
+                      THEN 1 END), 0),
+    COALESCE(SUM(CASE WHEN kind = :sale AND status IN ('paid', 'partly_refunded', 'refunded')
+                      THEN total
+                      WHEN kind = :refund AND status = 'paid' THEN -total END), 0),
+    MIN(CASE WHEN kind = :sale AND status IN ('paid', 'partly_refunded', 'refunded')
+             THEN closed_at END),
+    MAX(CASE WHEN kind = :sale AND status IN ('paid', 'partly_refunded', 'refunded')
+             THEN closed_at END)";
+
+fn metrics_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Metrics> {
+    Ok(Metrics {
+        visits: r.get(first)?,
+        total_spent: r.get(first + 1)?,
+        first_visit_ms: r.get(first + 2)?,
+        last_visit_ms: r.get(first + 3)?,
+    })
+}
+
 /// What the bills of `customer_id` say the metrics are.
 pub(crate) fn from_bills(conn: &Connection, customer_id: &str) -> Result<Metrics> {
-    debug_assert_eq!(BillStatus::PartlyRefunded.as_str(), "partly_refunded");
-    let sql = format!(
-        "SELECT
-            COALESCE(SUM(CASE WHEN kind = :sale AND status IN {VISIT_STATUSES} THEN 1 END), 0),
-            COALESCE(SUM(CASE WHEN kind = :sale AND status IN {VISIT_STATUSES} THEN total
-                              WHEN kind = :refund AND status = 'paid' THEN -total END), 0),
-            MIN(CASE WHEN kind = :sale AND status IN {VISIT_STATUSES} THEN closed_at END),
-            MAX(CASE WHEN kind = :sale AND status IN {VISIT_STATUSES} THEN closed_at END)
-         FROM bills WHERE customer_id = :customer"
-    );
+    let sql = format!("SELECT {AGGREGATES} FROM bills WHERE customer_id = :customer");
     Ok(conn.prepare_cached(&sql)?.query_row(
         named_params! {
             ":sale": BillKind::Sale.as_str(),
             ":refund": BillKind::Refund.as_str(),
             ":customer": customer_id,
         },
-        |r| {
-            Ok(Metrics {
-                visits: r.get(0)?,
-                total_spent: r.get(1)?,
-                first_visit_ms: r.get(2)?,
-                last_visit_ms: r.get(3)?,
-            })
-        },
+        |r| metrics_at(r, 0),
     )?)
+}
+
+/// Every customer whose stored metrics differ from what their bills say:
+/// `(customer_id, stored, from_bills)`.
+pub(crate) fn mismatches(conn: &Connection) -> Result<Vec<(String, Metrics, Metrics)>> {
+    let sql = format!(
+        "WITH computed AS (
+             SELECT customer_id, {AGGREGATES} FROM bills
+             WHERE customer_id IS NOT NULL GROUP BY customer_id),
+         ids AS (SELECT customer_id FROM computed UNION SELECT customer_id FROM customer_metrics)
+         SELECT ids.customer_id,
+                m.visits, m.total_spent, m.first_visit, m.last_visit,
+                c.*
+         FROM ids
+         LEFT JOIN customer_metrics m ON m.customer_id = ids.customer_id
+         LEFT JOIN computed c ON c.customer_id = ids.customer_id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(
+        named_params! { ":sale": BillKind::Sale.as_str(), ":refund": BillKind::Refund.as_str() },
+        |r| {
+            let stored = Metrics {
+                visits: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                total_spent: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                first_visit_ms: r.get(3)?,
+                last_visit_ms: r.get(4)?,
+            };
+            let computed = Metrics {
+                visits: r.get::<_, Option<i64>>(6)?.unwrap_or(0),
+                total_spent: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+                first_visit_ms: r.get(8)?,
+                last_visit_ms: r.get(9)?,
+            };
+            Ok((r.get::<_, String>(0)?, stored, computed))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, stored, computed) = row?;
+        if stored != computed {
+            out.push((id, stored, computed));
+        }
+    }
+    Ok(out)
 }
 
 fn save(w: &Writer<'_>, customer_id: &str, m: &Metrics) -> Result<()> {
