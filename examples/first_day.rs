@@ -97,16 +97,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Asha brings one tea back.
-    let tea_line = first.lines[0].line_no;
-    let refund_amount = first.lines[0].gross / 2;
-    let refund = store.refund(
-        first.id,
-        &[RefundLine {
-            line_no: tea_line,
-            qty_milli: 1_000,
-        }],
-        &[Tender::cash(refund_amount)],
-    )?;
+    let one_tea = [RefundLine {
+        line_no: first.lines[0].line_no,
+        qty_milli: 1_000,
+    }];
+    let refund_amount = store.refund_quote(first.id, &one_tea)?;
+    let refund = store.refund(first.id, &one_tea, &[Tender::cash(refund_amount)])?;
     println!(
         "Refund {} of {} against {}",
         refund.number,

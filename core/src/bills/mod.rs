@@ -337,55 +337,167 @@ fn settle(tenders: &[Tender], total: i64, first_seq: u32) -> Result<(Vec<Payment
     Ok((payments, change))
 }
 
+/// What refunding `lines` of `sale` does (all that remains when `lines` is
+/// empty): the sale with its refunded quantities moved on, and the refund's
+/// lines. Pure, so a quote and the refund itself compute the same amounts.
+fn plan_refund(sale: &Bill, lines: &[RefundLine]) -> Result<(Bill, Vec<BillLine>)> {
+    if sale.kind != BillKind::Sale
+        || !matches!(sale.status, BillStatus::Paid | BillStatus::PartlyRefunded)
+    {
+        return Err(invalid_state(sale, "be refunded"));
+    }
+    let requested: Vec<RefundLine> = if lines.is_empty() {
+        sale.lines
+            .iter()
+            .filter(|l| l.refunded_qty_milli < l.qty_milli)
+            .map(|l| RefundLine {
+                line_no: l.line_no,
+                qty_milli: l.qty_milli - l.refunded_qty_milli,
+            })
+            .collect()
+    } else {
+        lines.to_vec()
+    };
+    if requested.is_empty() {
+        return Err(invalid_state(sale, "be refunded again"));
+    }
+    let mut original = sale.clone();
+    let mut refund_lines = Vec::with_capacity(requested.len());
+    for (i, r) in requested.iter().enumerate() {
+        let field = |name: &str| format!("lines[{i}].{name}");
+        if requested[..i].iter().any(|o| o.line_no == r.line_no) {
+            return Err(Error::invalid(field("line_no"), "appears twice"));
+        }
+        let sold = original
+            .lines
+            .iter_mut()
+            .find(|l| l.line_no == r.line_no)
+            .ok_or_else(|| Error::invalid(field("line_no"), "no such line on the bill"))?;
+        if r.qty_milli <= 0 {
+            return Err(Error::invalid(field("quantity"), "must be more than zero"));
+        }
+        if sold.refunded_qty_milli + r.qty_milli > sold.qty_milli {
+            return Err(Error::invalid(
+                field("quantity"),
+                "is more than remains to refund",
+            ));
+        }
+        let (gross, tax) = totals::refund_share(sold, r.qty_milli);
+        sold.refunded_qty_milli += r.qty_milli;
+        sold.refunded_gross += gross;
+        sold.refunded_tax += tax;
+        refund_lines.push(BillLine {
+            line_no: i as u32 + 1,
+            qty_milli: r.qty_milli,
+            discount: 0,
+            bill_discount: 0,
+            net: gross - tax,
+            tax,
+            gross,
+            refund_of_line: Some(sold.line_no),
+            refunded_qty_milli: 0,
+            refunded_gross: 0,
+            refunded_tax: 0,
+            ..sold.clone()
+        });
+    }
+    Ok((original, refund_lines))
+}
+
+/// A new open sale from `new`, numbered from the device's sequence.
+fn new_sale(w: &Writer<'_>, new: &NewBill) -> Result<Bill> {
+    let lines = to_lines(&new.lines, 1, "lines")?;
+    let (customer_id, customer_phone) = match new.customer_id {
+        Some(id) => {
+            let (_, c) = crate::customers::load_live(w, id)?;
+            (Some(c.id), c.phone.map(|p| p.e164))
+        }
+        None => (None, None),
+    };
+    let mut bill = Bill {
+        id: Uuid::now_v7(),
+        number: String::new(),
+        store_id: w.settings.identity.store.clone(),
+        device_id: w.settings.identity.device.clone(),
+        staff_id: w.staff.clone(),
+        customer_id,
+        customer_phone,
+        currency: w.settings.currency.code().to_owned(),
+        price_mode: new.price_mode.unwrap_or(PriceMode::Inclusive),
+        kind: BillKind::Sale,
+        refund_of: None,
+        status: BillStatus::Open,
+        bill_discount: new.bill_discount,
+        subtotal: 0,
+        discount_total: 0,
+        tax_total: 0,
+        total: 0,
+        paid_total: 0,
+        change_due: 0,
+        refunded_total: 0,
+        opened_at_ms: w.now_ms,
+        closed_at_ms: None,
+        voided_at_ms: None,
+        chain_pos: None,
+        prev_hash: None,
+        hash: None,
+        version: 1,
+        lines,
+        payments: Vec::new(),
+    };
+    retotal(&mut bill)?;
+    // Numbered last, so invalid input never advances the sequence.
+    bill.number = next_number(w)?;
+    Ok(bill)
+}
+
+/// The next bill number of this device: `S01-T03-000042`.
+fn next_number(w: &Writer<'_>) -> Result<String> {
+    let seq = w.next_in_sequence(SEQUENCE)?;
+    let identity = &w.settings.identity;
+    Ok(format!("{}-{}-{seq:06}", identity.store, identity.device))
+}
+
+/// Pays an open sale with `tenders`: the bill becomes final, joins the hash
+/// chain and moves its customer's metrics.
+fn finish(w: &Writer<'_>, bill: &mut Bill, tenders: &[Tender]) -> Result<()> {
+    if bill.lines.is_empty() {
+        return Err(Error::invalid(
+            "lines",
+            "a bill needs at least one line to be paid",
+        ));
+    }
+    let (payments, change) = settle(tenders, bill.total, 1)?;
+    bill.paid_total = payments.iter().map(|p| p.amount).sum();
+    bill.change_due = change;
+    bill.payments = payments;
+    bill.status = BillStatus::Paid;
+    bill.closed_at_ms = Some(w.now_ms);
+    chain::link(w, bill)?;
+    if let Some(customer) = bill.customer_id {
+        metrics::add_sale(w, &customer.to_string(), bill.total, w.now_ms)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens a bill, with any lines already scanned; it takes the next bill number.
     pub fn open_bill(&self, new: NewBill) -> Result<Bill> {
-        let mut lines = to_lines(&new.lines, 1, "lines")?;
-        let mode = new.price_mode.unwrap_or(PriceMode::Inclusive);
-        totals::compute(&mut lines, new.bill_discount, mode)?;
         self.write(|w| {
-            let (customer_id, customer_phone) = match new.customer_id {
-                Some(id) => {
-                    let (_, c) = crate::customers::load_live(w, id)?;
-                    (Some(c.id), c.phone.map(|p| p.e164))
-                }
-                None => (None, None),
-            };
-            let seq = w.next_in_sequence(SEQUENCE)?;
-            let identity = &w.settings.identity;
-            let mut bill = Bill {
-                id: Uuid::now_v7(),
-                number: format!("{}-{}-{seq:06}", identity.store, identity.device),
-                store_id: identity.store.clone(),
-                device_id: identity.device.clone(),
-                staff_id: w.staff.clone(),
-                customer_id,
-                customer_phone,
-                currency: w.settings.currency.code().to_owned(),
-                price_mode: mode,
-                kind: BillKind::Sale,
-                refund_of: None,
-                status: BillStatus::Open,
-                bill_discount: new.bill_discount,
-                subtotal: 0,
-                discount_total: 0,
-                tax_total: 0,
-                total: 0,
-                paid_total: 0,
-                change_due: 0,
-                refunded_total: 0,
-                opened_at_ms: w.now_ms,
-                closed_at_ms: None,
-                voided_at_ms: None,
-                chain_pos: None,
-                prev_hash: None,
-                hash: None,
-                version: 1,
-                lines,
-                payments: Vec::new(),
-            };
-            retotal(&mut bill)?;
+            let bill = new_sale(w, &new)?;
             put(w, None, None, &bill, "open")?;
+            Ok(bill)
+        })
+    }
+
+    /// Rings up and pays a whole bill in one transaction: what a till does
+    /// at checkout when the cart was kept on screen. Same rules as
+    /// [`Store::open_bill`] followed by [`Store::pay`].
+    pub fn sell(&self, new: NewBill, tenders: &[Tender]) -> Result<Bill> {
+        self.write(|w| {
+            let mut bill = new_sale(w, &new)?;
+            finish(w, &mut bill, tenders)?;
+            put(w, None, None, &bill, "sell")?;
             Ok(bill)
         })
     }
@@ -466,25 +578,10 @@ impl Store {
     pub fn pay(&self, bill_id: Uuid, tenders: &[Tender]) -> Result<Bill> {
         self.write(|w| {
             let (rid, before) = load_open(w, bill_id, "be paid")?;
-            if before.lines.is_empty() {
-                return Err(Error::invalid(
-                    "lines",
-                    "a bill needs at least one line to be paid",
-                ));
-            }
-            let (payments, change) = settle(tenders, before.total, 1)?;
             let mut after = before.clone();
-            after.paid_total = payments.iter().map(|p| p.amount).sum();
-            after.change_due = change;
-            after.payments = payments;
-            after.status = BillStatus::Paid;
-            after.closed_at_ms = Some(w.now_ms);
             after.version += 1;
-            chain::link(w, &mut after)?;
+            finish(w, &mut after, tenders)?;
             put(w, Some(rid), Some(&before), &after, "pay")?;
-            if let Some(customer) = after.customer_id {
-                metrics::add_sale(w, &customer.to_string(), after.total, w.now_ms)?;
-            }
             Ok(after)
         })
     }
@@ -523,67 +620,7 @@ impl Store {
     pub fn refund(&self, bill_id: Uuid, lines: &[RefundLine], tenders: &[Tender]) -> Result<Bill> {
         self.write(|w| {
             let (rid, before) = load(&w.tx, &bill_id.to_string(), false)?;
-            if before.kind != BillKind::Sale
-                || !matches!(before.status, BillStatus::Paid | BillStatus::PartlyRefunded)
-            {
-                return Err(invalid_state(&before, "be refunded"));
-            }
-            let requested: Vec<RefundLine> = if lines.is_empty() {
-                before
-                    .lines
-                    .iter()
-                    .filter(|l| l.refunded_qty_milli < l.qty_milli)
-                    .map(|l| RefundLine {
-                        line_no: l.line_no,
-                        qty_milli: l.qty_milli - l.refunded_qty_milli,
-                    })
-                    .collect()
-            } else {
-                lines.to_vec()
-            };
-            if requested.is_empty() {
-                return Err(invalid_state(&before, "be refunded again"));
-            }
-            let mut original = before.clone();
-            let mut refund_lines = Vec::with_capacity(requested.len());
-            for (i, r) in requested.iter().enumerate() {
-                let field = |name: &str| format!("lines[{i}].{name}");
-                if requested[..i].iter().any(|o| o.line_no == r.line_no) {
-                    return Err(Error::invalid(field("line_no"), "appears twice"));
-                }
-                let sold = original
-                    .lines
-                    .iter_mut()
-                    .find(|l| l.line_no == r.line_no)
-                    .ok_or_else(|| Error::invalid(field("line_no"), "no such line on the bill"))?;
-                if r.qty_milli <= 0 {
-                    return Err(Error::invalid(field("quantity"), "must be more than zero"));
-                }
-                if sold.refunded_qty_milli + r.qty_milli > sold.qty_milli {
-                    return Err(Error::invalid(
-                        field("quantity"),
-                        "is more than remains to refund",
-                    ));
-                }
-                let (gross, tax) = totals::refund_share(sold, r.qty_milli);
-                sold.refunded_qty_milli += r.qty_milli;
-                sold.refunded_gross += gross;
-                sold.refunded_tax += tax;
-                refund_lines.push(BillLine {
-                    line_no: i as u32 + 1,
-                    qty_milli: r.qty_milli,
-                    discount: 0,
-                    bill_discount: 0,
-                    net: gross - tax,
-                    tax,
-                    gross,
-                    refund_of_line: Some(sold.line_no),
-                    refunded_qty_milli: 0,
-                    refunded_gross: 0,
-                    refunded_tax: 0,
-                    ..sold.clone()
-                });
-            }
+            let (mut original, refund_lines) = plan_refund(&before, lines)?;
             let amount: i64 = refund_lines.iter().map(|l| l.gross).sum();
             let offered: i64 = tenders.iter().map(|t| t.amount.max(0)).sum();
             if offered != amount {
@@ -594,7 +631,6 @@ impl Store {
             }
             let (payments, _) = settle(tenders, amount, 1)?;
 
-            let seq = w.next_in_sequence(SEQUENCE)?;
             let identity = &w.settings.identity;
             let subtotal = refund_lines
                 .iter()
@@ -603,7 +639,7 @@ impl Store {
             let tax_total: i64 = refund_lines.iter().map(|l| l.tax).sum();
             let mut refund = Bill {
                 id: Uuid::now_v7(),
-                number: format!("{}-{}-{seq:06}", identity.store, identity.device),
+                number: next_number(w)?,
                 store_id: identity.store.clone(),
                 device_id: identity.device.clone(),
                 staff_id: w.staff.clone(),
@@ -652,6 +688,14 @@ impl Store {
             }
             Ok(refund)
         })
+    }
+
+    /// How much refunding `lines` of a sale would pay back (all that remains
+    /// when `lines` is empty), without writing anything.
+    pub fn refund_quote(&self, bill_id: Uuid, lines: &[RefundLine]) -> Result<i64> {
+        let sale = self.bill(bill_id)?;
+        let (_, refund_lines) = plan_refund(&sale, lines)?;
+        Ok(refund_lines.iter().map(|l| l.gross).sum())
     }
 
     /// The bill with `id`, with its lines and payments.

@@ -1,6 +1,7 @@
 //! Listing customers: filters, stable sort orders, keyset pagination.
 
 use rusqlite::named_params;
+use rusqlite::types::Value as SqlValue;
 
 use super::{Customer, Stage, COLUMNS};
 use crate::error::{Error, Result};
@@ -67,13 +68,13 @@ impl CustomerOrder {
     /// The keyset condition and ORDER BY of this order.
     fn sql(self) -> (&'static str, &'static str) {
         match self {
-            CustomerOrder::Name => ("(name_key, rid) > (:k_text, :k_rid)", "name_key, rid"),
+            CustomerOrder::Name => ("(name_key, rid) > (:k, :k_rid)", "name_key, rid"),
             CustomerOrder::Newest => (
-                "(created_at, rid) < (:k_num, :k_rid)",
+                "(created_at, rid) < (:k, :k_rid)",
                 "created_at DESC, rid DESC",
             ),
             CustomerOrder::RecentlyUpdated => (
-                "(updated_at, rid) < (:k_num, :k_rid)",
+                "(updated_at, rid) < (:k, :k_rid)",
                 "updated_at DESC, rid DESC",
             ),
         }
@@ -111,9 +112,16 @@ impl Store {
                AND (:k_rid IS NULL OR {keyset})
              ORDER BY {order_by} LIMIT :n"
         );
-        let (k_text, k_num, k_rid) = match &start {
-            Some((_, text, num, rid)) => (Some(text.as_str()), Some(*num), Some(*rid)),
-            None => (None, None, None),
+        // The sort key of the last row: text for names, a time otherwise.
+        let (k, k_rid) = match &start {
+            Some((_, text, num, rid)) => (
+                Some(match order {
+                    CustomerOrder::Name => SqlValue::Text(text.clone()),
+                    _ => SqlValue::Integer(*num),
+                }),
+                Some(*rid),
+            ),
+            None => (None, None),
         };
         let rows = self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
@@ -124,8 +132,7 @@ impl Store {
                         ":tag": tag,
                         ":stage": query.stage.map(Stage::as_str),
                         ":since": query.updated_since_ms,
-                        ":k_text": k_text,
-                        ":k_num": k_num,
+                        ":k": k,
                         ":k_rid": k_rid,
                         ":n": limit + 1,
                     },
