@@ -31,5 +31,6 @@ pub use metrics::CustomerSummary;
 pub use money::Currency;
 pub use page::Page;
 pub use schema::VERSION as SCHEMA_VERSION;
+pub use search::{BillHit, BillMatch, CustomerHit, Match, MatchField, MatchKind, SEARCH_LIMIT_MAX};
 pub use store::{Identity, Store, StoreOptions};
 pub use verify::{Problem, VerifyReport};

@@ -114,6 +114,7 @@ pub struct Store {
     writer: Mutex<WriterState>,
     readers: Mutex<Vec<Connection>>,
     staff: RwLock<String>,
+    pub(crate) search: crate::search::SearchIndex,
 }
 
 #[derive(Debug)]
@@ -184,6 +185,7 @@ impl Store {
         crate::schema::migrate(&mut conn)?;
         check_identity(&conn, &options.identity)?;
         let last_stamp = crate::changes::last_local_stamp(&conn)?;
+        let search = crate::search::SearchIndex::open(&options.path);
 
         Ok(Store {
             path: options.path,
@@ -197,6 +199,7 @@ impl Store {
             writer: Mutex::new(WriterState { conn, last_stamp }),
             readers: Mutex::new(Vec::new()),
             staff: RwLock::new("unassigned".into()),
+            search,
         })
     }
 
@@ -249,6 +252,7 @@ impl Store {
         };
         let value = f(&mut writer)?;
         writer.tx.commit()?;
+        self.search.notify();
         Ok(value)
     }
 

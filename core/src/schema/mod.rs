@@ -11,7 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Brings the database at `conn` to [`VERSION`], creating it when empty.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -39,6 +39,12 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
 fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
     match version {
         0 => conn.execute_batch(include_str!("v1.sql"))?,
+        1 => {
+            conn.execute_batch(include_str!("v2.sql"))?;
+            // The new index rows of the customers already stored, so an
+            // upgraded file finds them exactly as a fresh one would.
+            crate::search::fts::reindex_digits(conn)?;
+        }
         _ => unreachable!("no upgrade step from version {version}"),
     }
     Ok(())
@@ -77,6 +83,42 @@ mod tests {
                 .expect("version");
             assert_eq!(v, VERSION);
         }
+    }
+
+    #[test]
+    fn customers_of_a_v1_file_are_found_by_digits_after_upgrade() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        upgrade_from(&conn, 0).expect("v1");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
+        conn.execute(
+            "INSERT INTO customers (rid, id, number, name, name_key, phone_raw, phone_e164,
+                 stage, created_at, updated_at, version)
+             VALUES (7, '0190a0b2-0000-7000-8000-000000000001', 'S01-T01-C000007', 'Asha Rao',
+                 'asha rao', '98765 43210', '+919876543210', 'new', 1, 1, 1),
+                    (8, '0190a0b2-0000-7000-8000-000000000002', 'S01-T01-C000008', 'Gone',
+                 'gone', '91234 56789', '+919123456789', 'new', 1, 1, 1)",
+            [],
+        )
+        .expect("customers");
+        conn.execute("UPDATE customers SET deleted_at = 2 WHERE rid = 8", [])
+            .expect("delete");
+        migrate(&mut conn).expect("upgrade");
+        let found = |column: &str, text: &str| -> Vec<i64> {
+            let mut stmt = conn
+                .prepare("SELECT rowid FROM customers_digits WHERE customers_digits MATCH ?1")
+                .expect("prepare");
+            stmt.query_map([format!("{column} : \"{text}\"")], |r| r.get(0))
+                .expect("query")
+                .collect::<rusqlite::Result<_>>()
+                .expect("rows")
+        };
+        assert_eq!(found("phone", "43210"), vec![7]);
+        assert_eq!(found("number", "000007"), vec![7]);
+        assert!(
+            found("phone", "56789").is_empty(),
+            "deleted customers are not indexed"
+        );
     }
 
     #[test]
