@@ -109,9 +109,12 @@ impl Store {
         self.read(|conn| {
             let mut rids: Vec<i64> = fts::by_digits(conn, &q)?;
             if q.words().next().is_some() {
+                // Without a ranked index (still opening, rebuilding), a
+                // small store is judged row by row from the start of the log.
                 let fresh = match (&view, &ranked) {
                     (Some(v), Some(_)) => pending(conn, v.seq)?,
-                    _ => None,
+                    (Some(_), None) => None,
+                    (None, _) => pending(conn, 0)?,
                 };
                 let covered = fresh.is_some();
                 rids.extend(ranked.into_iter().flatten());

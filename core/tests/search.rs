@@ -1,0 +1,368 @@
+//! Customer and bill search through the public API: ranking rules, the
+//! write-then-search guarantee, lifecycle (delete, restore), and a ranked
+//! index that is deleted, truncated or behind after a crash.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use till_core::{
+    BillMatch, Customer, CustomerUpdate, MatchField, MatchKind, NewBill, NewCustomer, NewLine,
+    Store, StoreOptions, Tender,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    store: Store,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir.path().join("till.db"));
+        Fixture { dir, store }
+    }
+
+    fn index_dir(&self) -> PathBuf {
+        self.dir.path().join("till.db.search")
+    }
+
+    fn add(&self, name: &str, phone: Option<&str>) -> Customer {
+        let mut new = NewCustomer::named(name);
+        new.phone = phone.map(str::to_owned);
+        self.store.create_customer(new).expect("customer")
+    }
+}
+
+fn open_ok(path: &Path) -> Store {
+    Store::open(StoreOptions::new(path, "acme", "S01", "T01")).expect("open")
+}
+
+fn open(path: &Path) -> Store {
+    open_ok(path)
+}
+
+fn names(store: &Store, query: &str) -> Vec<String> {
+    store
+        .search_customers(query, 10)
+        .expect("search")
+        .into_iter()
+        .map(|h| h.customer.name)
+        .collect()
+}
+
+fn first_kind(store: &Store, query: &str) -> (MatchField, MatchKind) {
+    let hits = store.search_customers(query, 10).expect("search");
+    let m = hits.first().expect("a hit").matched[0];
+    (m.field, m.kind)
+}
+
+#[test]
+fn exact_ranks_above_prefix_above_fuzzy_above_phonetic() {
+    let f = Fixture::new();
+    f.add("Jean Martin", None); // "john" sounds like "jean": phonetic
+    f.add("Jhon Baker", None); // one transposition away: fuzzy
+    f.add("Johnny Cash", None); // starts with "john": prefix
+    f.add("John Smith", None); // exact
+    for flushed in [false, true] {
+        assert_eq!(
+            names(&f.store, "john"),
+            ["John Smith", "Johnny Cash", "Jhon Baker", "Jean Martin"],
+            "flushed: {flushed}"
+        );
+        assert!(f.store.flush_search_index(WAIT));
+    }
+    assert_eq!(
+        first_kind(&f.store, "john"),
+        (MatchField::Name, MatchKind::Exact)
+    );
+    let kinds: Vec<MatchKind> = f
+        .store
+        .search_customers("john", 10)
+        .expect("search")
+        .iter()
+        .map(|h| h.matched[0].kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            MatchKind::Exact,
+            MatchKind::Prefix,
+            MatchKind::Fuzzy,
+            MatchKind::Phonetic
+        ]
+    );
+}
+
+#[test]
+fn among_equals_the_most_recently_changed_customer_ranks_first() {
+    let f = Fixture::new();
+    let older = f.add("Asha Rao", None);
+    std::thread::sleep(Duration::from_millis(5));
+    let newer = f.add("Asha Rao", None);
+    assert!(f.store.flush_search_index(WAIT));
+    let ids = |q: &str| -> Vec<_> {
+        f.store
+            .search_customers(q, 10)
+            .expect("search")
+            .into_iter()
+            .map(|h| h.customer.id)
+            .collect()
+    };
+    assert_eq!(ids("asha rao"), vec![newer.id, older.id]);
+    std::thread::sleep(Duration::from_millis(5));
+    f.store
+        .update_customer(
+            older.id,
+            older.version,
+            CustomerUpdate {
+                notes: Some("prefers email".into()),
+                ..CustomerUpdate::default()
+            },
+        )
+        .expect("touch");
+    assert_eq!(ids("asha rao"), vec![older.id, newer.id]);
+}
+
+#[test]
+fn a_customer_is_findable_the_instant_the_write_commits() {
+    let f = Fixture::new();
+    assert!(f.store.flush_search_index(WAIT));
+    let c = f
+        .store
+        .create_customer(
+            NewCustomer::named("Guillermo Fernández")
+                .with_phone("98765 43210")
+                .with_email("g.fernandez@example.com"),
+        )
+        .expect("create");
+    // No flush: the ranked index has not committed this customer yet.
+    for query in [
+        "43210",
+        "guill",
+        "fernandez",
+        "guillermo fernandes",
+        "g.fernandez@example.com",
+        &c.number,
+    ] {
+        assert_eq!(names(&f.store, query), ["Guillermo Fernández"], "{query}");
+    }
+    let renamed = f
+        .store
+        .update_customer(
+            c.id,
+            c.version,
+            CustomerUpdate {
+                name: Some("Guillermina Fernández".into()),
+                ..CustomerUpdate::default()
+            },
+        )
+        .expect("rename");
+    assert_eq!(names(&f.store, "guillermina"), [renamed.name.clone()]);
+    // The old name is no longer an exact match; it only sounds alike now.
+    assert_eq!(
+        first_kind(&f.store, "guillermo"),
+        (MatchField::Name, MatchKind::Phonetic)
+    );
+}
+
+#[test]
+fn deleted_restored_customers_disappear_and_come_back() {
+    let f = Fixture::new();
+    let c = f.add("Mei Chen", Some("+91 99887 76655"));
+    for flushed in [false, true] {
+        let gone = f.store.delete_customer(c.id).expect("delete");
+        if flushed {
+            assert!(f.store.flush_search_index(WAIT));
+        }
+        assert!(names(&f.store, "mei chen").is_empty(), "flushed {flushed}");
+        assert!(names(&f.store, "76655").is_empty(), "flushed {flushed}");
+        assert!(gone.deleted_at_ms.is_some());
+        f.store.restore_customer(c.id).expect("restore");
+        if flushed {
+            assert!(f.store.flush_search_index(WAIT));
+        }
+        assert_eq!(
+            names(&f.store, "mei chen"),
+            ["Mei Chen"],
+            "flushed {flushed}"
+        );
+        assert_eq!(names(&f.store, "76655"), ["Mei Chen"], "flushed {flushed}");
+    }
+}
+
+#[test]
+fn phone_fragments_in_any_format_find_the_customer() {
+    let f = Fixture::new();
+    f.add("Ravi Kumar", Some("98765 43210"));
+    f.add("Other Person", Some("+91 99887 76655"));
+    assert!(f.store.flush_search_index(WAIT));
+    for query in [
+        "98765 432",
+        "+91 98765",
+        "43210",
+        "(0)98765-43210",
+        "098765-43210",
+        "+919876543210",
+        "0091 98765 43210",
+        "8765",
+    ] {
+        assert_eq!(names(&f.store, query), ["Ravi Kumar"], "{query}");
+    }
+    assert_eq!(
+        first_kind(&f.store, "+91 98765 43210"),
+        (MatchField::Phone, MatchKind::Exact)
+    );
+    assert_eq!(
+        first_kind(&f.store, "43210"),
+        (MatchField::Phone, MatchKind::Partial)
+    );
+    // Three digits are not a phone fragment.
+    assert!(names(&f.store, "876").is_empty());
+}
+
+#[test]
+fn customer_numbers_whole_or_partial() {
+    let f = Fixture::new();
+    let c = f.add("Numbered One", None);
+    f.add("Someone Else", None);
+    assert_eq!(c.number, "S01-T01-C000001");
+    for query in ["S01-T01-C000001", "c000001", "C000001", "000001", "0001"] {
+        let hits = f.store.search_customers(query, 10).expect("search");
+        assert_eq!(hits[0].customer.id, c.id, "{query}");
+        assert_eq!(hits[0].matched[0].field, MatchField::Number, "{query}");
+    }
+}
+
+fn sell_to(store: &Store, customer: Option<&Customer>) -> till_core::Bill {
+    store
+        .sell(
+            NewBill {
+                customer_id: customer.map(|c| c.id),
+                lines: vec![NewLine::item("SKU", "Tea", 1, 1_000).taxed("GST5", 500)],
+                ..NewBill::default()
+            },
+            &[Tender::cash(1_000)],
+        )
+        .expect("sell")
+}
+
+#[test]
+fn bills_by_number_trailing_digits_and_customer() {
+    let f = Fixture::new();
+    let asha = f.add("Asha Rao", Some("98765 43210"));
+    let first = sell_to(&f.store, Some(&asha));
+    let walk_in = sell_to(&f.store, None);
+    let second = sell_to(&f.store, Some(&asha));
+    assert_eq!(walk_in.number, "S01-T01-000002");
+
+    let hits = f.store.search_bills("S01-T01-000002", 10).expect("search");
+    assert_eq!(hits[0].bill.id, walk_in.id);
+    assert_eq!(hits[0].matched, BillMatch::Number(MatchKind::Exact));
+    for query in ["2", "000002", "t01-000002", " 02 "] {
+        let hits = f.store.search_bills(query, 10).expect("search");
+        assert_eq!(hits[0].bill.id, walk_in.id, "{query}");
+    }
+    let hits = f.store.search_bills("asha", 10).expect("search");
+    let ids: Vec<_> = hits.iter().map(|h| h.bill.id).collect();
+    assert_eq!(ids, vec![second.id, first.id], "newest first");
+    assert!(
+        matches!(&hits[0].matched, BillMatch::Customer { customer_id, .. } if *customer_id == asha.id)
+    );
+    let by_phone = f.store.search_bills("43210", 10).expect("search");
+    assert_eq!(by_phone.len(), 2);
+    assert!(f.store.search_bills("", 10).expect("empty").is_empty());
+}
+
+/// A store with customers whose ranked index is complete, then closed.
+fn closed_store_with_customers() -> Fixture {
+    let f = Fixture::new();
+    f.add("Siobhan Murphy", Some("98765 43210"));
+    f.add("Fatima Al-Sayed", None);
+    assert!(f.store.flush_search_index(WAIT));
+    f
+}
+
+fn assert_fully_searchable(store: &Store) {
+    assert!(store.flush_search_index(WAIT));
+    assert_eq!(names(store, "shiobhan"), ["Siobhan Murphy"]); // a typo: needs tantivy
+    assert_eq!(names(store, "fatma"), ["Fatima Al-Sayed"]);
+    assert_eq!(names(store, "43210"), ["Siobhan Murphy"]);
+}
+
+fn reopened(f: Fixture, damage: impl FnOnce(&Path)) -> Fixture {
+    let Fixture { dir, store } = f;
+    drop(store);
+    damage(&dir.path().join("till.db.search"));
+    let store = open(&dir.path().join("till.db"));
+    Fixture { dir, store }
+}
+
+#[test]
+fn a_deleted_index_folder_is_rebuilt() {
+    let f = reopened(closed_store_with_customers(), |dir| {
+        std::fs::remove_dir_all(dir).expect("remove");
+    });
+    // Before the rebuild is done, prefixes and digits still work.
+    assert_eq!(names(&f.store, "siob"), ["Siobhan Murphy"]);
+    assert_fully_searchable(&f.store);
+    assert!(f.index_dir().exists());
+}
+
+#[test]
+fn a_truncated_index_is_rebuilt() {
+    let f = reopened(closed_store_with_customers(), |dir| {
+        for entry in std::fs::read_dir(dir).expect("dir") {
+            let path = entry.expect("entry").path();
+            let len = std::fs::metadata(&path).expect("meta").len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|file| file.set_len(len / 2))
+                .expect("truncate");
+        }
+    });
+    assert_fully_searchable(&f.store);
+}
+
+#[test]
+fn an_index_left_behind_by_a_crash_catches_up() {
+    let f = closed_store_with_customers();
+    // The index as a crash between the SQLite commit and the index commit
+    // leaves it: older than the data.
+    let snapshot = f.dir.path().join("snapshot");
+    copy_dir(&f.index_dir(), &snapshot);
+    let late = f.add("Xu Wei", Some("+91 91111 22222"));
+    let fatima = f
+        .store
+        .search_customers("fatima", 1)
+        .expect("search")
+        .remove(0)
+        .customer;
+    f.store.delete_customer(fatima.id).expect("delete");
+    let f = reopened(f, |dir| {
+        std::fs::remove_dir_all(dir).expect("remove");
+        copy_dir(&snapshot, dir);
+    });
+    assert!(f.store.flush_search_index(WAIT));
+    assert_eq!(names(&f.store, "xu wie"), [late.name.clone()]);
+    assert!(names(&f.store, "fatima").is_empty());
+    assert_eq!(names(&f.store, "shiobhan"), ["Siobhan Murphy"]);
+}
+
+#[test]
+fn reopening_an_intact_index_needs_no_rebuild() {
+    let f = reopened(closed_store_with_customers(), |_| {});
+    assert_fully_searchable(&f.store);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
