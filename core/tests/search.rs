@@ -159,7 +159,7 @@ fn a_customer_is_findable_the_instant_the_write_commits() {
             },
         )
         .expect("rename");
-    assert_eq!(names(&f.store, "guillermina"), [renamed.name.clone()]);
+    assert_eq!(names(&f.store, "guillermina"), vec![renamed.name.clone()]);
     // The old name is no longer an exact match; it only sounds alike now.
     assert_eq!(
         first_kind(&f.store, "guillermo"),
@@ -346,7 +346,7 @@ fn an_index_left_behind_by_a_crash_catches_up() {
         copy_dir(&snapshot, dir);
     });
     assert!(f.store.flush_search_index(WAIT));
-    assert_eq!(names(&f.store, "xu wie"), [late.name.clone()]);
+    assert_eq!(names(&f.store, "xu wie"), vec![late.name.clone()]);
     assert!(names(&f.store, "fatima").is_empty());
     assert_eq!(names(&f.store, "shiobhan"), ["Siobhan Murphy"]);
 }

@@ -391,12 +391,11 @@ fn wait_for_work(shared: &Shared, flushes_done: u64) -> Wakeup {
         }
     }
     c.dirty = false;
-    let wakeup = Wakeup {
+    Wakeup {
         stop: c.stop,
         rebuild: std::mem::take(&mut c.rebuild),
         flush_target: c.flushes_wanted,
-    };
-    wakeup
+    }
 }
 
 fn run(shared: &Shared) {
