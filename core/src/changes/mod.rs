@@ -96,7 +96,13 @@ pub(crate) fn record(
     fields: &Fields,
     before: &Fields,
 ) -> Result<()> {
-    let stamp = w.stamp();
+    // Another handle on this file (a second process of this device) may have
+    // written since this one last stamped: stay after the newest stored stamp,
+    // read under the write lock this transaction holds.
+    let mut stamp = w.stamp();
+    if let Some(stored) = last_local_stamp(&w.tx)?.filter(|s| *s >= stamp) {
+        stamp = Hlc::tick(Some(&stored), w.now_ms, &w.settings.node);
+    }
     let mut stmt = w.tx.prepare_cached(
         "INSERT INTO changes (change_id, entity, entity_id, op, fields, before, hlc,
                                   device_id, staff_id, at)
@@ -136,6 +142,7 @@ pub(crate) fn last_local_stamp(conn: &Connection) -> Result<Option<Hlc>> {
 
 /// The fields whose values differ between two JSON objects: `(after, before)`.
 /// A field present on one side only counts as changed (the other side is `null`).
+/// A record that did not exist (`before` is not an object) has no before-image.
 pub(crate) fn diff(before: &Value, after: &Value) -> (Fields, Fields) {
     let empty = Map::new();
     let old = before.as_object().unwrap_or(&empty);
@@ -154,6 +161,9 @@ pub(crate) fn diff(before: &Value, after: &Value) -> (Fields, Fields) {
             changed.insert(key.clone(), Value::Null);
             previous.insert(key.clone(), was.clone());
         }
+    }
+    if !before.is_object() {
+        previous.clear();
     }
     (changed, previous)
 }
@@ -207,6 +217,13 @@ mod tests {
             Value::Object(previous),
             json!({"name": "A", "new": null, "gone": 1})
         );
+    }
+
+    #[test]
+    fn diff_of_a_create_has_no_before_image() {
+        let (changed, previous) = diff(&Value::Null, &json!({"name": "A", "phone": null}));
+        assert_eq!(Value::Object(changed), json!({"name": "A"}));
+        assert!(previous.is_empty());
     }
 
     #[test]
