@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::clock::Hlc;
 use crate::error::{Error, Result};
@@ -183,7 +183,6 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         crate::schema::migrate(&mut conn)?;
         check_identity(&conn, &options.identity)?;
-        let last_stamp = crate::changes::last_local_stamp(&conn)?;
 
         Ok(Store {
             path: options.path,
@@ -194,7 +193,10 @@ impl Store {
                 currency,
                 store_name,
             },
-            writer: Mutex::new(WriterState { conn, last_stamp }),
+            writer: Mutex::new(WriterState {
+                conn,
+                last_stamp: None,
+            }),
             readers: Mutex::new(Vec::new()),
             staff: RwLock::new("unassigned".into()),
         })
@@ -240,6 +242,13 @@ impl Store {
         let mut guard = lock(&self.writer);
         let WriterState { conn, last_stamp } = &mut *guard;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another handle on this file (a second process of this device) may
+        // have stamped changes since this one did: continue after the newest
+        // stored stamp, read under the write lock this transaction holds.
+        let stored = crate::changes::last_local_stamp(&tx)?;
+        if stored > *last_stamp {
+            *last_stamp = stored;
+        }
         let mut writer = Writer {
             tx,
             settings: &self.settings,
@@ -283,22 +292,19 @@ impl Store {
 /// Records the identity in a new file; refuses a file of someone else.
 fn check_identity(conn: &Connection, identity: &Identity) -> Result<()> {
     let expected = format!("{}/{}", identity.tenant, identity.node());
-    let found: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'identity'", [], |r| {
+    // Insert-if-absent then read: two processes creating the file at once agree.
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('identity', ?1) ON CONFLICT (key) DO NOTHING",
+        [&expected],
+    )?;
+    let found: String =
+        conn.query_row("SELECT value FROM meta WHERE key = 'identity'", [], |r| {
             r.get(0)
-        })
-        .optional()?;
-    match found {
-        Some(found) if found != expected => Err(Error::IdentityMismatch { found, expected }),
-        Some(_) => Ok(()),
-        None => {
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('identity', ?1)",
-                [&expected],
-            )?;
-            Ok(())
-        }
+        })?;
+    if found != expected {
+        return Err(Error::IdentityMismatch { found, expected });
     }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.

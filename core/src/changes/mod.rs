@@ -96,13 +96,7 @@ pub(crate) fn record(
     fields: &Fields,
     before: &Fields,
 ) -> Result<()> {
-    // Another handle on this file (a second process of this device) may have
-    // written since this one last stamped: stay after the newest stored stamp,
-    // read under the write lock this transaction holds.
-    let mut stamp = w.stamp();
-    if let Some(stored) = last_local_stamp(&w.tx)?.filter(|s| *s >= stamp) {
-        stamp = Hlc::tick(Some(&stored), w.now_ms, &w.settings.node);
-    }
+    let stamp = w.stamp();
     let mut stmt = w.tx.prepare_cached(
         "INSERT INTO changes (change_id, entity, entity_id, op, fields, before, hlc,
                                   device_id, staff_id, at)
