@@ -20,7 +20,7 @@ pub mod verify;
 
 pub use bills::{
     Bill, BillKind, BillLine, BillStatus, BillSummary, ChainProblem, ChainReport, NewBill, NewLine,
-    Payment, PriceMode, RefundLine, Tender, TenderMethod,
+    Payment, PriceMode, ReceiptWidth, RefundLine, Tender, TenderMethod,
 };
 pub use changes::Change;
 pub use customers::{

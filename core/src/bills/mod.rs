@@ -28,6 +28,7 @@ pub use model::{
     RefundLine, Tender, TenderMethod,
 };
 pub(crate) use model::{COLUMNS, LINE_COLUMNS, PAYMENT_COLUMNS};
+pub use receipt::ReceiptWidth;
 
 use crate::changes::diff;
 use crate::error::{Entity, Error, Result};
