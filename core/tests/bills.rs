@@ -928,17 +928,14 @@ fn bad_lines_name_the_field_and_take_no_number() {
 
 #[test]
 fn bills_too_large_to_record_are_refused_not_wrapped() {
-    // Each line is within the per-line limits (one million units at 10^12
-    // minor units makes 10^18); ten of them do not fit in 64-bit money.
+    // Each line is within the per-line limits; a bill above
+    // totals::MAX_BILL_TOTAL (10^13 minor units) is refused, never wrapped.
     let t = till();
-    let huge = NewLine {
-        qty_milli: 1_000_000_000,
-        ..item("BIG", 1, 1_000_000_000_000)
-    };
+    let huge = item("BIG", 1, 1_000_000_000_000);
     let changes = t.change_count();
     assert_invalid(
         t.store.open_bill(NewBill {
-            lines: vec![huge.clone(); 10],
+            lines: vec![huge.clone(); 11],
             ..NewBill::default()
         }),
         "lines",
@@ -947,7 +944,7 @@ fn bills_too_large_to_record_are_refused_not_wrapped() {
         t.store.sell(
             NewBill {
                 price_mode: Some(PriceMode::Exclusive),
-                lines: vec![huge.clone().taxed("ALL", 10_000); 5],
+                lines: vec![huge.clone().taxed("ALL", 10_000); 6],
                 ..NewBill::default()
             },
             &tenders_cash(i64::MAX),
@@ -957,15 +954,15 @@ fn bills_too_large_to_record_are_refused_not_wrapped() {
     assert_eq!(t.change_count(), changes);
     assert_eq!(t.last_number(), 0);
 
-    // Nine fit; a tenth added later is refused and the bill stays as it was.
+    // Ten fit exactly; an eleventh added later is refused and the bill stays as it was.
     let bill = t
         .store
         .open_bill(NewBill {
-            lines: vec![huge.clone(); 9],
+            lines: vec![huge.clone(); 10],
             ..NewBill::default()
         })
-        .expect("nine lines");
-    assert_eq!(bill.total, 9_000_000_000_000_000_000);
+        .expect("ten lines");
+    assert_eq!(bill.total, 10_000_000_000_000);
     assert_invalid(t.store.add_line(bill.id, huge), "lines");
     assert_eq!(t.store.bill(bill.id).expect("reload"), bill);
 }

@@ -198,11 +198,7 @@ fn put(
         .map(change_fields)
         .transpose()?
         .unwrap_or(Value::Null);
-    let (fields, mut previous) = diff(&old, &change_fields(after)?);
-    if before.is_none() {
-        // A new bill had nothing before it: its record carries no before-image.
-        previous.clear();
-    }
+    let (fields, previous) = diff(&old, &change_fields(after)?);
     crate::changes::record(w, ENTITY, &after.id.to_string(), op, &fields, &previous)?;
     Ok(rid)
 }

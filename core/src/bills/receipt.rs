@@ -601,7 +601,7 @@ mod tests {
         let hindi = "हल्दीरामकीभुजियासेवनमकीनबड़ापैकेटपाँचसौग्रामवालाअसलीस्वादघरकाबनाहुआ";
         let mut lines = vec![
             taxed(
-                line(1, long_name, 999_999_999, totals::MAX_UNIT_PRICE),
+                line(1, long_name, 8_000, totals::MAX_UNIT_PRICE), // near MAX_BILL_TOTAL
                 "A-VERY-LONG-TAX-CATEGORY-NAME-32",
                 1_250,
             ),

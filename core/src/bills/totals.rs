@@ -29,6 +29,9 @@ use crate::money::div_round;
 pub const MAX_QTY_MILLI: i64 = 1_000_000_000;
 /// Largest unit price in minor units.
 pub const MAX_UNIT_PRICE: i64 = 1_000_000_000_000;
+/// Largest bill subtotal or total in minor units (10^13: a hundred billion
+/// in a two-decimal currency), leaving customers' lifetime sums far from overflow.
+pub const MAX_BILL_TOTAL: i64 = 10_000_000_000_000;
 /// Most lines on one bill.
 pub const MAX_LINES: usize = 500;
 /// Highest tax rate in basis points (100%).
@@ -145,7 +148,7 @@ pub fn compute(lines: &mut [BillLine], bill_discount: i64, mode: PriceMode) -> R
         .iter()
         .map(|l| line_base(l.qty_milli, l.unit_price) - l.discount)
         .collect();
-    let too_large = || Error::invalid("lines", "the bill comes to more than can be recorded");
+    let too_large = || Error::invalid("lines", "the bill comes to more than 10^13 minor units");
     let sum = |acc: i64, x: i64| acc.checked_add(x).ok_or_else(too_large);
     if bill_discount > amounts.iter().try_fold(0, |acc, a| sum(acc, *a))? {
         return Err(Error::invalid("bill_discount", "is larger than the bill"));
@@ -162,6 +165,9 @@ pub fn compute(lines: &mut [BillLine], bill_discount: i64, mode: PriceMode) -> R
         totals.discount = sum(totals.discount, line.discount + share)?;
         totals.tax = sum(totals.tax, tax)?;
         totals.total = sum(totals.total, gross)?;
+    }
+    if totals.subtotal > MAX_BILL_TOTAL || totals.total > MAX_BILL_TOTAL {
+        return Err(too_large());
     }
     Ok(totals)
 }
