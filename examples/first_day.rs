@@ -9,8 +9,8 @@
 //! (without a path the store lives in a temporary folder).
 
 use till_core::{
-    CustomerOrder, CustomerQuery, NewBill, NewCustomer, NewLine, RefundLine, Store, StoreOptions,
-    Tender,
+    CustomerOrder, CustomerQuery, NewBill, NewCustomer, NewLine, ReceiptWidth, RefundLine, Store,
+    StoreOptions, Tender,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -109,6 +109,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.currency().format(refund.total),
         first.number
     );
+
+    println!("\n{}", store.receipt(first.id, ReceiptWidth::Cols42)?);
 
     let summary = store.customer_summary(asha.id)?;
     println!(

@@ -13,6 +13,7 @@ pub mod error;
 pub mod metrics;
 pub mod money;
 pub mod page;
+pub mod portability;
 mod schema;
 mod search;
 mod store;
@@ -20,7 +21,7 @@ pub mod verify;
 
 pub use bills::{
     Bill, BillKind, BillLine, BillStatus, BillSummary, ChainProblem, ChainReport, NewBill, NewLine,
-    Payment, PriceMode, RefundLine, Tender, TenderMethod,
+    Payment, PriceMode, ReceiptWidth, RefundLine, Tender, TenderMethod,
 };
 pub use changes::Change;
 pub use customers::{
@@ -30,6 +31,10 @@ pub use error::{Entity, Error, Result};
 pub use metrics::CustomerSummary;
 pub use money::Currency;
 pub use page::Page;
+pub use portability::{
+    CustomerExport, ImportReport, RejectedRow, ERASED_NAME, EXPORT_FORMAT, EXPORT_VERSION,
+    IMPORT_COLUMNS, IMPORT_MAX_BYTES, IMPORT_MAX_ROWS,
+};
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use search::{BillHit, BillMatch, CustomerHit, Match, MatchField, MatchKind, SEARCH_LIMIT_MAX};
 pub use store::{Identity, Store, StoreOptions};

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::clock::Hlc;
 use crate::error::{Error, Result};
@@ -182,9 +182,15 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Freed space is zeroed, so an erased customer's old values leave no
+        // trace in the file (see `portability::erase`): without it, rows
+        // moved by page splits and earlier updates linger in free space. Cost
+        // within run-to-run noise: 2,000 customer creates, sales and renames
+        // took 1.0-1.9 s per kind with and without it (release build; the
+        // same loop of `Store` calls run twice, the pragma line removed once).
+        conn.pragma_update(None, "secure_delete", "ON")?;
         crate::schema::migrate(&mut conn)?;
         check_identity(&conn, &options.identity)?;
-        let last_stamp = crate::changes::last_local_stamp(&conn)?;
         let search = crate::search::SearchIndex::open(&options.path);
 
         Ok(Store {
@@ -196,7 +202,10 @@ impl Store {
                 currency,
                 store_name,
             },
-            writer: Mutex::new(WriterState { conn, last_stamp }),
+            writer: Mutex::new(WriterState {
+                conn,
+                last_stamp: None,
+            }),
             readers: Mutex::new(Vec::new()),
             staff: RwLock::new("unassigned".into()),
             search,
@@ -243,6 +252,13 @@ impl Store {
         let mut guard = lock(&self.writer);
         let WriterState { conn, last_stamp } = &mut *guard;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another handle on this file (a second process of this device) may
+        // have stamped changes since this one did: continue after the newest
+        // stored stamp, read under the write lock this transaction holds.
+        let stored = crate::changes::last_local_stamp(&tx)?;
+        if stored > *last_stamp {
+            *last_stamp = stored;
+        }
         let mut writer = Writer {
             tx,
             settings: &self.settings,
@@ -254,6 +270,18 @@ impl Store {
         writer.tx.commit()?;
         self.search.notify();
         Ok(value)
+    }
+
+    /// Copies the WAL into the database file and truncates it, so the page
+    /// images a write replaced leave the disk. Waits for readers up to the
+    /// busy timeout; returns false when one kept it from finishing (the next
+    /// checkpoint completes it).
+    pub(crate) fn checkpoint(&self) -> Result<bool> {
+        let guard = lock(&self.writer);
+        let busy: i64 = guard
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
     }
 
     /// Runs `f` on a read-only connection; sees only committed data.
@@ -287,22 +315,19 @@ impl Store {
 /// Records the identity in a new file; refuses a file of someone else.
 fn check_identity(conn: &Connection, identity: &Identity) -> Result<()> {
     let expected = format!("{}/{}", identity.tenant, identity.node());
-    let found: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'identity'", [], |r| {
+    // Insert-if-absent then read: two processes creating the file at once agree.
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('identity', ?1) ON CONFLICT (key) DO NOTHING",
+        [&expected],
+    )?;
+    let found: String =
+        conn.query_row("SELECT value FROM meta WHERE key = 'identity'", [], |r| {
             r.get(0)
-        })
-        .optional()?;
-    match found {
-        Some(found) if found != expected => Err(Error::IdentityMismatch { found, expected }),
-        Some(_) => Ok(()),
-        None => {
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('identity', ?1)",
-                [&expected],
-            )?;
-            Ok(())
-        }
+        })?;
+    if found != expected {
+        return Err(Error::IdentityMismatch { found, expected });
     }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.

@@ -28,6 +28,7 @@ pub use model::{
     RefundLine, Tender, TenderMethod,
 };
 pub(crate) use model::{COLUMNS, LINE_COLUMNS, PAYMENT_COLUMNS};
+pub use receipt::ReceiptWidth;
 
 use crate::changes::diff;
 use crate::error::{Entity, Error, Result};
@@ -229,32 +230,36 @@ fn invalid_state(bill: &Bill, action: &'static str) -> Error {
     }
 }
 
-/// Turns validated new lines into bill lines numbered from `first_no`.
+/// Turns validated new lines into bill lines numbered from `first_no`;
+/// errors name the line as `{field}[i]`.
 fn to_lines(new: &[NewLine], first_no: u32, field: &str) -> Result<Vec<BillLine>> {
     new.iter()
         .enumerate()
-        .map(|(i, l)| {
-            totals::validate_line(l, &format!("{field}[{i}]"))?;
-            Ok(BillLine {
-                line_no: first_no + i as u32,
-                product_code: l.product_code.trim().to_owned(),
-                name: l.name.trim().to_owned(),
-                qty_milli: l.qty_milli,
-                unit_price: l.unit_price,
-                discount: l.discount,
-                tax_category: l.tax_category.trim().to_owned(),
-                tax_rate_bp: l.tax_rate_bp,
-                bill_discount: 0,
-                net: 0,
-                tax: 0,
-                gross: 0,
-                refund_of_line: None,
-                refunded_qty_milli: 0,
-                refunded_gross: 0,
-                refunded_tax: 0,
-            })
-        })
+        .map(|(i, l)| to_line(l, first_no + i as u32, &format!("{field}[{i}]")))
         .collect()
+}
+
+/// Turns a validated new line into bill line `line_no`; errors name it `field`.
+fn to_line(l: &NewLine, line_no: u32, field: &str) -> Result<BillLine> {
+    totals::validate_line(l, field)?;
+    Ok(BillLine {
+        line_no,
+        product_code: l.product_code.trim().to_owned(),
+        name: l.name.trim().to_owned(),
+        qty_milli: l.qty_milli,
+        unit_price: l.unit_price,
+        discount: l.discount,
+        tax_category: l.tax_category.trim().to_owned(),
+        tax_rate_bp: l.tax_rate_bp,
+        bill_discount: 0,
+        net: 0,
+        tax: 0,
+        gross: 0,
+        refund_of_line: None,
+        refunded_qty_milli: 0,
+        refunded_gross: 0,
+        refunded_tax: 0,
+    })
 }
 
 /// Recomputes the amounts of an open sale after its lines or discount changed.
@@ -506,8 +511,7 @@ impl Store {
     pub fn add_line(&self, bill_id: Uuid, line: NewLine) -> Result<Bill> {
         self.change_open(bill_id, "add_line", "add a line", |bill| {
             let next_no = bill.lines.iter().map(|l| l.line_no).max().unwrap_or(0) + 1;
-            bill.lines
-                .extend(to_lines(std::slice::from_ref(&line), next_no, "line")?);
+            bill.lines.push(to_line(&line, next_no, "line")?);
             Ok(())
         })
     }
@@ -622,14 +626,14 @@ impl Store {
             let (rid, before) = load(&w.tx, &bill_id.to_string(), false)?;
             let (mut original, refund_lines) = plan_refund(&before, lines)?;
             let amount: i64 = refund_lines.iter().map(|l| l.gross).sum();
-            let offered: i64 = tenders.iter().map(|t| t.amount.max(0)).sum();
-            if offered != amount {
+            // Each tender is checked first, so a bad one is named.
+            let (payments, change) = settle(tenders, amount, 1)?;
+            if change != 0 {
                 return Err(Error::invalid(
                     "tenders",
                     format!("must add up to the refund of {amount} minor units exactly"),
                 ));
             }
-            let (payments, _) = settle(tenders, amount, 1)?;
 
             let identity = &w.settings.identity;
             let subtotal = refund_lines

@@ -12,8 +12,14 @@
 //! 5. bill totals are sums of the line figures, so lines always add up to the bill.
 //!
 //! Refunds take the same share of each original line's gross and tax as of
-//! its quantity; the refund that empties a line takes exactly what remains,
-//! so refunds never add up to more than was paid.
+//! its quantity, counted over all refunds of the line together: once `q` of
+//! its `Q` units are refunded, the line has given back exactly
+//! `round(gross x q / Q)` and `round(tax x q / Q)`, and each refund takes what
+//! that adds to the refunds before it. Rounding each refund on its own would
+//! let small amounts that round up (0.5 minor units of tax per unit, say)
+//! give back more than the line holds before its last unit, and a negative
+//! amount on that last refund. The refund that empties a line takes exactly
+//! what remains, so refunds add up to what was paid, never more.
 
 use super::model::{BillLine, NewLine, PriceMode};
 use crate::error::{Error, Result};
@@ -23,6 +29,9 @@ use crate::money::div_round;
 pub const MAX_QTY_MILLI: i64 = 1_000_000_000;
 /// Largest unit price in minor units.
 pub const MAX_UNIT_PRICE: i64 = 1_000_000_000_000;
+/// Largest bill subtotal or total in minor units (10^13: a hundred billion
+/// in a two-decimal currency), leaving customers' lifetime sums far from overflow.
+pub const MAX_BILL_TOTAL: i64 = 10_000_000_000_000;
 /// Most lines on one bill.
 pub const MAX_LINES: usize = 500;
 /// Highest tax rate in basis points (100%).
@@ -128,7 +137,9 @@ pub fn tax_split(amount: i64, rate_bp: u32, mode: PriceMode) -> (i64, i64, i64) 
 }
 
 /// Recomputes every line's discount share, net, tax and gross, and the bill
-/// totals, for a sale. Fails when the bill discount exceeds what the lines come to.
+/// totals, for a sale. Fails when the bill discount exceeds what the lines
+/// come to, or when the totals do not fit in 64-bit minor units (each line
+/// is bounded by validation, a sum of many such lines is not).
 pub fn compute(lines: &mut [BillLine], bill_discount: i64, mode: PriceMode) -> Result<Totals> {
     if bill_discount < 0 {
         return Err(Error::invalid("bill_discount", "must not be negative"));
@@ -137,7 +148,9 @@ pub fn compute(lines: &mut [BillLine], bill_discount: i64, mode: PriceMode) -> R
         .iter()
         .map(|l| line_base(l.qty_milli, l.unit_price) - l.discount)
         .collect();
-    if bill_discount > amounts.iter().sum::<i64>() {
+    let too_large = || Error::invalid("lines", "the bill comes to more than 10^13 minor units");
+    let sum = |acc: i64, x: i64| acc.checked_add(x).ok_or_else(too_large);
+    if bill_discount > amounts.iter().try_fold(0, |acc, a| sum(acc, *a))? {
         return Err(Error::invalid("bill_discount", "is larger than the bill"));
     }
     let shares = allocate(bill_discount, &amounts);
@@ -148,30 +161,38 @@ pub fn compute(lines: &mut [BillLine], bill_discount: i64, mode: PriceMode) -> R
         line.net = net;
         line.tax = tax;
         line.gross = gross;
-        totals.subtotal += line_base(line.qty_milli, line.unit_price);
-        totals.discount += line.discount + share;
-        totals.tax += tax;
-        totals.total += gross;
+        totals.subtotal = sum(totals.subtotal, line_base(line.qty_milli, line.unit_price))?;
+        totals.discount = sum(totals.discount, line.discount + share)?;
+        totals.tax = sum(totals.tax, tax)?;
+        totals.total = sum(totals.total, gross)?;
+    }
+    if totals.subtotal > MAX_BILL_TOTAL || totals.total > MAX_BILL_TOTAL {
+        return Err(too_large());
     }
     Ok(totals)
 }
 
 /// The gross and tax to refund for `qty_milli` more of `sold`, given what
-/// was refunded of it already.
+/// was refunded of it already: the share of the line for everything
+/// refunded so far, less what earlier refunds gave back.
 pub fn refund_share(sold: &BillLine, qty_milli: i64) -> (i64, i64) {
-    if sold.refunded_qty_milli + qty_milli >= sold.qty_milli {
+    let refunded_qty = sold.refunded_qty_milli + qty_milli;
+    if refunded_qty >= sold.qty_milli {
         return (
             sold.gross - sold.refunded_gross,
             sold.tax - sold.refunded_tax,
         );
     }
-    let part = |amount: i64| {
+    let share_so_far = |amount: i64| {
         div_round(
-            i128::from(amount) * i128::from(qty_milli),
+            i128::from(amount) * i128::from(refunded_qty),
             i128::from(sold.qty_milli),
         )
     };
-    (part(sold.gross), part(sold.tax))
+    (
+        share_so_far(sold.gross) - sold.refunded_gross,
+        share_so_far(sold.tax) - sold.refunded_tax,
+    )
 }
 
 #[cfg(test)]
@@ -299,6 +320,24 @@ mod tests {
             refunded = (refunded.0 + gross, refunded.1 + tax);
         }
         assert_eq!(refunded, (sold.gross, sold.tax));
+    }
+
+    #[test]
+    fn unit_refunds_take_the_cumulative_share() {
+        // 4 x 10 at 5%: net 40, tax 2, gross 42 -- half a minor unit of tax per unit.
+        let mut sold = line(4_000, 10, 0, 500);
+        compute(std::slice::from_mut(&mut sold), 0, PriceMode::Exclusive).expect("line");
+        assert_eq!((sold.gross, sold.tax), (42, 2));
+        let mut shares = Vec::new();
+        for _ in 0..4 {
+            let (gross, tax) = refund_share(&sold, 1_000);
+            sold.refunded_qty_milli += 1_000;
+            sold.refunded_gross += gross;
+            sold.refunded_tax += tax;
+            assert!(sold.refunded_gross <= sold.gross && sold.refunded_tax <= sold.tax);
+            shares.push((gross, tax));
+        }
+        assert_eq!(shares, vec![(11, 1), (10, 0), (11, 1), (10, 0)]);
     }
 
     #[test]

@@ -134,8 +134,21 @@ pub(crate) fn last_local_stamp(conn: &Connection) -> Result<Option<Hlc>> {
     .transpose()
 }
 
+/// Every change of one record, oldest first, read on `conn` (one snapshot
+/// when the caller holds a transaction open): for exports, not for screens.
+pub(crate) fn all_of(conn: &Connection, entity_id: &str) -> Result<Vec<Change>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CHANGE_COLUMNS} FROM changes WHERE entity_id = ?1 ORDER BY seq"
+    ))?;
+    let changes = stmt
+        .query_map([entity_id], |r| Change::from_row(r).map(|(_, c)| c))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(changes)
+}
+
 /// The fields whose values differ between two JSON objects: `(after, before)`.
 /// A field present on one side only counts as changed (the other side is `null`).
+/// A record that did not exist (`before` is not an object) has no before-image.
 pub(crate) fn diff(before: &Value, after: &Value) -> (Fields, Fields) {
     let empty = Map::new();
     let old = before.as_object().unwrap_or(&empty);
@@ -154,6 +167,9 @@ pub(crate) fn diff(before: &Value, after: &Value) -> (Fields, Fields) {
             changed.insert(key.clone(), Value::Null);
             previous.insert(key.clone(), was.clone());
         }
+    }
+    if !before.is_object() {
+        previous.clear();
     }
     (changed, previous)
 }
@@ -207,6 +223,13 @@ mod tests {
             Value::Object(previous),
             json!({"name": "A", "new": null, "gone": 1})
         );
+    }
+
+    #[test]
+    fn diff_of_a_create_has_no_before_image() {
+        let (changed, previous) = diff(&Value::Null, &json!({"name": "A", "phone": null}));
+        assert_eq!(Value::Object(changed), json!({"name": "A"}));
+        assert!(previous.is_empty());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::store::{Store, Writer};
 pub(crate) const ENTITY: &str = "customer";
 
 /// Applies `update` to `current`, validating and normalising every field it sets.
-fn apply(
+pub(crate) fn apply(
     mut c: Customer,
     update: CustomerUpdate,
     region: phonenumber::country::Id,

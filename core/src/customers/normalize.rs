@@ -86,17 +86,30 @@ pub fn phone(value: &str, region: country::Id) -> Result<CanonicalPhone> {
         ));
     }
     let parsed = phonenumber::parse(Some(region), raw)
-        .map_err(|_| Error::invalid("phone", "is not a phone number"))?;
-    if !parsed.is_valid() {
-        return Err(Error::invalid(
-            "phone",
-            "is not a valid number for its country",
-        ));
-    }
+        .ok()
+        .filter(|p| p.is_valid())
+        .or_else(|| as_national(raw, region))
+        .ok_or_else(|| Error::invalid("phone", "is not a valid phone number for its country"))?;
     Ok(CanonicalPhone {
         raw: raw.to_owned(),
         e164: parsed.format().mode(Mode::E164).to_string(),
     })
+}
+
+/// Reads `raw` as a national number of `region` when the parser took its
+/// leading digits for a country code: in India "91234 56789" is a mobile
+/// number, not +91 followed by an invalid "234 56789".
+fn as_national(raw: &str, region: country::Id) -> Option<phonenumber::PhoneNumber> {
+    if raw.starts_with('+') || raw.starts_with("00") {
+        return None;
+    }
+    let code = phonenumber::metadata::DATABASE
+        .by_id(region.as_ref())?
+        .country_code();
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    phonenumber::parse(None, format!("+{code}{digits}"))
+        .ok()
+        .filter(|p| p.is_valid())
 }
 
 /// An email address, trimmed; canonical form lower-cased. Requires a dotted
@@ -163,6 +176,17 @@ mod tests {
             let p = phone(typed, country::Id::IN).expect(typed);
             assert_eq!(p.e164, "+919876543210", "{typed}");
             assert_eq!(p.raw, typed.trim());
+        }
+        // National numbers that begin with the country code's digits.
+        for (typed, e164) in [
+            ("91234 56789", "+919123456789"),
+            ("91765-43210", "+919176543210"),
+        ] {
+            assert_eq!(
+                phone(typed, country::Id::IN).expect(typed).e164,
+                e164,
+                "{typed}"
+            );
         }
         let us = phone("(415) 555-2671", country::Id::US).expect("us");
         assert_eq!(us.e164, "+14155552671");

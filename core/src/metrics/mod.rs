@@ -182,23 +182,28 @@ pub(crate) fn recompute(w: &Writer<'_>, customer_id: &str) -> Result<()> {
     save(w, customer_id, &m)
 }
 
+/// The summary the app shows for stored metrics `m` of `customer_id`.
+pub(crate) fn summary(customer_id: Uuid, m: &Metrics, currency: &str) -> CustomerSummary {
+    CustomerSummary {
+        customer_id,
+        visits: m.visits,
+        total_spent: m.total_spent,
+        average_bill: if m.visits > 0 {
+            div_round(i128::from(m.total_spent), i128::from(m.visits))
+        } else {
+            0
+        },
+        first_visit_ms: m.first_visit_ms,
+        last_visit_ms: m.last_visit_ms,
+        currency: currency.to_owned(),
+    }
+}
+
 impl Store {
     /// Visits, spend and visit dates of a customer; one indexed read.
     pub fn customer_summary(&self, customer_id: Uuid) -> Result<CustomerSummary> {
         let customer = self.customer(customer_id)?;
         let m = self.read(|conn| stored(conn, &customer.id.to_string()))?;
-        Ok(CustomerSummary {
-            customer_id: customer.id,
-            visits: m.visits,
-            total_spent: m.total_spent,
-            average_bill: if m.visits > 0 {
-                div_round(i128::from(m.total_spent), i128::from(m.visits))
-            } else {
-                0
-            },
-            first_visit_ms: m.first_visit_ms,
-            last_visit_ms: m.last_visit_ms,
-            currency: self.currency().code().to_owned(),
-        })
+        Ok(summary(customer.id, &m, self.currency().code()))
     }
 }

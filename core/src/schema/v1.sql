@@ -61,6 +61,7 @@ CREATE TABLE customer_tags (
     customer_rid INTEGER NOT NULL REFERENCES customers(rid),
     PRIMARY KEY (tag, customer_rid)
 ) WITHOUT ROWID;
+CREATE INDEX customer_tags_by_customer ON customer_tags(customer_rid);
 
 -- Maintained in the transaction of the bill that moves them.
 CREATE TABLE customer_metrics (
