@@ -46,18 +46,19 @@ use crate::customers::{Customer, COLUMNS};
 pub(crate) const INDEX_SCHEMA: u32 = 1;
 
 /// How long the indexer lets writes gather before one tantivy commit.
-/// A commit measured ~6 ms on the 2-core dev machine (`cargo bench -p
-/// till-core --bench search`), so at most ~3% of one core goes to commits
-/// under a steady stream of writes, and a new name is fuzzy-searchable
-/// within a quarter second (exact, prefix and digit search see it at once).
+/// The issue measured a commit at ~6 ms (not re-measured here), so under a
+/// steady stream of writes commits take at most ~3% of one core, and a new
+/// name is typo-searchable within a quarter second; exact, prefix and digit
+/// search see it at once, and searches judge the rows written since.
 pub(crate) const BATCH_WINDOW: Duration = Duration::from_millis(250);
 
 /// Change-log rows read per catch-up page.
 const CHANGES_PAGE: i64 = 5_000;
 
 /// The writer's memory budget. One indexing thread: the till sells on the
-/// other core. 64 MB keeps a 1M-customer rebuild in a few segments; the
-/// rebuild's peak is measured as `search.rebuild_peak_mb` by the bench.
+/// other core. A rebuild of 50,000 customers peaked at 80 MB resident for
+/// the whole process (`cargo bench -p till-core --bench search -- --quick`,
+/// `search.rebuild_peak_mb`); the 1M-customer figure is not measured yet.
 const WRITER_MEMORY: usize = 64_000_000;
 
 /// After a failure to open or write the index, wait this long before
