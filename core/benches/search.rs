@@ -1,0 +1,425 @@
+//! `cargo bench -p till-core --bench search [-- --quick]`: customer search on
+//! a store of 1,000,000 customers (50,000 with `--quick`), with the raw FTS5
+//! and tantivy figures of the same queries measured in the same run as
+//! baselines. Writes `target/bench/search.json`.
+//!
+//! The data set is built once through `Store::create_customer` (the product's
+//! own write path, FTS rows and change log included) and kept in
+//! `target/bench/search-data-N/`; later runs reuse it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rusqlite::Connection;
+use tantivy::collector::TopDocs;
+use tantivy::query::FuzzyTermQuery;
+use tantivy::{Index, Term};
+use till_bench::{Args, Report, Samples, Target};
+use till_core::{NewCustomer, Store, StoreOptions};
+
+const FIRST: &[&str] = &[
+    "John",
+    "Jonathan",
+    "Michael",
+    "Catherine",
+    "Kathryn",
+    "Christopher",
+    "Elizabeth",
+    "Stephen",
+    "Steven",
+    "Sean",
+    "Siobhan",
+    "Geoffrey",
+    "José",
+    "María",
+    "Jesús",
+    "Joaquín",
+    "Guillermo",
+    "Beatriz",
+    "Álvaro",
+    "Priya",
+    "Venkatesh",
+    "Lakshmi",
+    "Srinivas",
+    "Aishwarya",
+    "Mohit",
+    "Deepika",
+    "Sandeep",
+    "Wei",
+    "Fang",
+    "Na",
+    "Yang",
+    "Jie",
+    "Xiaoming",
+    "Xun",
+    "Mohammed",
+    "Fatima",
+    "Abdulrahman",
+    "Yousef",
+    "Aisha",
+    "Omar",
+    "Khadija",
+    "Hussein",
+    "Anita",
+    "Rahul",
+    "Sunita",
+    "Arjun",
+    "Kavya",
+    "Rohan",
+    "Meera",
+    "Vikram",
+];
+const LAST: &[&str] = &[
+    "Smith",
+    "Smithers",
+    "Johnson",
+    "Zeta",
+    "Hughes",
+    "Columbus",
+    "Taylor",
+    "King",
+    "Adams",
+    "O'Connor",
+    "Murphy",
+    "Chaucer",
+    "Álvarez",
+    "Fernández",
+    "Gutiérrez",
+    "Sánchez",
+    "Domínguez",
+    "Núñez",
+    "Ibáñez",
+    "Raman",
+    "Subramanian",
+    "Narayanan",
+    "Reddy",
+    "Rai",
+    "Chaudhary",
+    "Padukone",
+    "Bhattacharya",
+    "Zhang",
+    "Wang",
+    "Li",
+    "Liu",
+    "Chen",
+    "Huang",
+    "Zhou",
+    "Al-Farsi",
+    "Al-Zahra",
+    "Haddad",
+    "Khalil",
+    "Abdullah",
+    "Nasser",
+    "Benali",
+    "Mahmoud",
+    "Sharma",
+    "Patel",
+    "Iyer",
+    "Menon",
+    "Gupta",
+    "Nair",
+    "Kapoor",
+    "Desai",
+];
+
+/// A distinct, valid Indian mobile number per customer index.
+fn phone(i: usize) -> String {
+    format!("7{:09}", (i as u64 * 2_654_435_761) % 1_000_000_000)
+}
+
+fn name(rng: &mut StdRng) -> String {
+    format!(
+        "{} {}",
+        FIRST[rng.random_range(0..FIRST.len())],
+        LAST[rng.random_range(0..LAST.len())]
+    )
+}
+
+fn options(path: &Path) -> StoreOptions {
+    StoreOptions::new(path, "acme", "S01", "T01")
+}
+
+fn open(path: &Path) -> Store {
+    Store::open(options(path)).expect("open")
+}
+
+fn flush(store: &Store) {
+    assert!(
+        store.flush_search_index(Duration::from_secs(3_600)),
+        "index caught up"
+    );
+}
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1_048_576.0
+}
+
+/// Peak resident memory since the last [`reset_peak`], in MB (Linux).
+fn peak_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn reset_peak() {
+    // "5" resets the peak resident set size (Linux 4.0+).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn build(path: &Path, customers: usize, report: &mut Report) {
+    if path.exists() {
+        return;
+    }
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let started = Instant::now();
+    let store = open(path);
+    let mut rng = StdRng::seed_from_u64(1);
+    for i in 0..customers {
+        let mut new = NewCustomer::named(&name(&mut rng)).with_phone(&phone(i));
+        if i % 3 == 0 {
+            new.email = Some(format!("customer{i}@example.com"));
+        }
+        store.create_customer(new).expect("customer");
+    }
+    flush(&store);
+    report.figure("search.build_s", started.elapsed().as_secs_f64(), "s", None);
+}
+
+fn typo(word: &str, rng: &mut StdRng, edits: usize) -> String {
+    let mut chars: Vec<char> = word.to_lowercase().chars().collect();
+    for _ in 0..edits {
+        if chars.len() < 3 {
+            break;
+        }
+        let at = rng.random_range(1..chars.len() - 1);
+        chars.swap(at, at + 1); // a transposition: one edit
+    }
+    chars.into_iter().collect()
+}
+
+fn main() {
+    let args = Args::from_env();
+    let scale = args.scale();
+    let customers = scale.pick(50_000, 1_000_000);
+    let queries = scale.pick(500, 2_000);
+    let mut report = Report::new("search", scale);
+    report.scale_param("customers", customers as f64);
+    report.scale_param("queries", queries as f64);
+
+    let data: PathBuf = till_bench::target_dir()
+        .join("bench")
+        .join(format!("search-data-{customers}"));
+    let path = data.join("till.db");
+    build(&path, customers, &mut report);
+    let index_dir = data.join("till.db.search");
+
+    // Rebuild from scratch: time and peak memory.
+    std::fs::remove_dir_all(&index_dir).ok();
+    reset_peak();
+    let started = Instant::now();
+    let store = open(&path);
+    flush(&store);
+    report.figure(
+        "search.rebuild_s",
+        started.elapsed().as_secs_f64(),
+        "s",
+        Some(Target::AtMost(scale.pick(30.0 * 50_000.0 / 1e6, 30.0))),
+    );
+    report.figure(
+        "search.rebuild_peak_mb",
+        peak_mb(),
+        "MB",
+        Some(Target::AtMost(300.0)),
+    );
+    report.figure(
+        "search.index_tantivy_mb",
+        mb(dir_size(&index_dir)),
+        "MB",
+        None,
+    );
+    report.figure(
+        "search.store_sqlite_mb",
+        mb(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)),
+        "MB",
+        None,
+    );
+
+    let mut rng = StdRng::seed_from_u64(2);
+    let raw_sql = Connection::open(&path).expect("raw sqlite");
+    let raw_index = Index::open_in_dir(&index_dir).expect("raw tantivy");
+    let raw_reader = raw_index.reader().expect("reader");
+    let raw_searcher = raw_reader.searcher();
+    let name_field = raw_index.schema().get_field("name").expect("name field");
+
+    // Phone fragments: 4 to 10 consecutive digits of a stored number.
+    let (mut phone_s, mut phone_raw) = (Samples::new(), Samples::new());
+    for _ in 0..queries {
+        let digits = phone(rng.random_range(0..customers));
+        let len = rng.random_range(4..=10);
+        let at = rng.random_range(0..=digits.len() - len);
+        let fragment = &digits[at..at + len];
+        let hits = phone_s.time(|| store.search_customers(fragment, 10).expect("search"));
+        assert!(!hits.is_empty(), "{fragment}");
+        phone_raw.time(|| {
+            raw_sql
+                .prepare_cached(
+                    "SELECT rowid FROM customers_digits WHERE customers_digits MATCH ?1
+                     ORDER BY rowid DESC LIMIT 200",
+                )
+                .expect("prepare")
+                .query_map([format!("phone : \"{fragment}\"")], |r| r.get::<_, i64>(0))
+                .expect("query")
+                .count()
+        });
+    }
+
+    // Search as you type: every prefix of a first name, then "first l".
+    let (mut prefix_s, mut prefix_raw) = (Samples::new(), Samples::new());
+    for _ in 0..queries / 4 {
+        let full = name(&mut rng).to_lowercase();
+        let typed: Vec<String> = (1..=full.chars().count().min(8))
+            .map(|n| full.chars().take(n).collect())
+            .collect();
+        for q in typed {
+            prefix_s.time(|| store.search_customers(&q, 10).expect("search"));
+            let word = q.split(' ').next().unwrap_or_default().to_owned();
+            let folded = deunicode_lower(&word);
+            let _ = prefix_raw.time(|| {
+                let query =
+                    FuzzyTermQuery::new_prefix(Term::from_field_text(name_field, &folded), 0, true);
+                raw_searcher
+                    .search(&query, &TopDocs::with_limit(10).order_by_score())
+                    .map(|t| t.len())
+            });
+        }
+    }
+
+    // Typos: one or two transpositions in a full name.
+    let (mut fuzzy_s, mut fuzzy_raw) = (Samples::new(), Samples::new());
+    for i in 0..queries {
+        let full = name(&mut rng);
+        let mut words = full.split(' ');
+        let first = words.next().unwrap_or_default();
+        let last = words.next().unwrap_or_default();
+        let q = format!(
+            "{} {}",
+            typo(first, &mut rng, 1),
+            typo(last, &mut rng, i % 2)
+        );
+        fuzzy_s.time(|| store.search_customers(&q, 10).expect("search"));
+        let folded = deunicode_lower(&typo(first, &mut rng, 1));
+        let _ = fuzzy_raw.time(|| {
+            let query = FuzzyTermQuery::new(Term::from_field_text(name_field, &folded), 1, true);
+            raw_searcher
+                .search(&query, &TopDocs::with_limit(10).order_by_score())
+                .map(|t| t.len())
+        });
+    }
+
+    for (figure, samples, target) in [
+        (
+            "search.phone_p99_us",
+            &phone_s,
+            Some(Target::AtMost(1_000.0)),
+        ),
+        ("search.phone_raw_fts5_p99_us", &phone_raw, None),
+        (
+            "search.prefix_p99_us",
+            &prefix_s,
+            Some(Target::AtMost(1_000.0)),
+        ),
+        ("search.prefix_raw_tantivy_p99_us", &prefix_raw, None),
+        (
+            "search.fuzzy_p99_us",
+            &fuzzy_s,
+            Some(Target::AtMost(5_000.0)),
+        ),
+        ("search.fuzzy_raw_tantivy_p99_us", &fuzzy_raw, None),
+    ] {
+        let summary = samples.summary().expect("samples");
+        report.figure(figure, summary.p99_us(), "us", target);
+        report.figure(
+            &figure.replace("_p99_us", "_median_us"),
+            summary.median_us(),
+            "us",
+            None,
+        );
+    }
+
+    // Catch-up: 10,000 writes the index has not seen, indexed after reopening.
+    let snapshot = data.join("snapshot.search");
+    std::fs::remove_dir_all(&snapshot).ok();
+    flush(&store);
+    copy_dir(&index_dir, &snapshot);
+    let mut rng = StdRng::seed_from_u64(3);
+    let base = customers + (std::process::id() as usize % 1000) * 20_000;
+    for i in 0..10_000 {
+        // Fresh numbers each run; a collision with an earlier run is skipped.
+        let _ =
+            store.create_customer(NewCustomer::named(&name(&mut rng)).with_phone(&phone(base + i)));
+    }
+    drop(store);
+    std::fs::remove_dir_all(&index_dir).expect("remove");
+    copy_dir(&snapshot, &index_dir);
+    let started = Instant::now();
+    let store = open(&path);
+    flush(&store);
+    report.figure(
+        "search.catch_up_10k_s",
+        started.elapsed().as_secs_f64(),
+        "s",
+        None,
+    );
+    drop(store);
+    std::fs::remove_dir_all(&snapshot).ok();
+
+    report.print_table();
+    let written = report.write_json().expect("write json");
+    println!("wrote {}", written.display());
+}
+
+fn deunicode_lower(word: &str) -> String {
+    // The same folding the store applies: strip accents, lower case.
+    word.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'á' | 'à' => 'a',
+            'é' => 'e',
+            'í' => 'i',
+            'ó' => 'o',
+            'ú' => 'u',
+            'ñ' => 'n',
+            other => other,
+        })
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
