@@ -16,6 +16,7 @@ pub mod page;
 mod schema;
 mod search;
 mod store;
+pub mod sync;
 pub mod verify;
 
 pub use bills::{
