@@ -814,3 +814,61 @@ async fn health_readiness_request_ids_and_unknown_routes() {
     assert_eq!(body["code"], json!("not_found"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pushes_never_make_a_concurrent_pull_skip_a_change() {
+    let server = Arc::new(Server::start().await);
+    let mut writers = Vec::new();
+    for device in ["T1", "T2", "T3"] {
+        let token = server.enroll("t1", "S1", device).await;
+        let server = Arc::clone(&server);
+        writers.push(tokio::spawn(async move {
+            for round in 0..15 {
+                let batch = (0..4)
+                    .map(|i| {
+                        let node = format!("S1/{device}");
+                        let id = Uuid::now_v7().to_string();
+                        change(
+                            &node,
+                            "customer",
+                            &id,
+                            json!({"name": format!("N{round}-{i}")}),
+                            1_000 + round,
+                        )
+                    })
+                    .collect();
+                server.push_ok(&token, batch).await;
+            }
+        }));
+    }
+    // A reader pulling all along, never re-reading: it must end with every change.
+    let reader = server.enroll("t1", "S2", "T1").await;
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    let total = 3 * 15 * 4;
+    for _ in 0..10_000 {
+        let (status, page) = server
+            .pull(&reader, &format!("cursor={cursor}&limit=7"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        for c in page["changes"].as_array().expect("changes") {
+            seen.push(c["server_seq"].as_i64().expect("seq"));
+        }
+        cursor = page["cursor"].as_i64().expect("cursor");
+        if seen.len() == total {
+            break;
+        }
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let expected: Vec<i64> = (1..=total as i64).collect();
+    assert_eq!(
+        seen, expected,
+        "every sequence once, in order, none skipped"
+    );
+    match Arc::try_unwrap(server) {
+        Ok(server) => server.stop().await,
+        Err(_) => panic!("server still shared"),
+    }
+}
