@@ -17,6 +17,7 @@ pub mod portability;
 mod schema;
 mod search;
 mod store;
+pub mod sync;
 pub mod verify;
 
 pub use bills::{

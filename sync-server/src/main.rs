@@ -1,0 +1,272 @@
+//! `till-server`: runs the sync server (`serve`) or administers its data
+//! (tenants, stores, devices). Only configuration lives here; everything
+//! else is in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use till_sync_server::auth::{self, DeviceScope};
+use till_sync_server::storage::sqlite::SqliteStorage;
+use till_sync_server::storage::Storage;
+use till_sync_server::{now_ms, serve, AppState, Limits};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "till-server",
+    version,
+    about = "Till's head-office sync server"
+)]
+struct Cli {
+    /// Where the server keeps its database.
+    #[arg(
+        long,
+        env = "TILL_DATA_DIR",
+        default_value = "./till-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serves the sync API until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+    /// Manages tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manages stores.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Manages devices and their tokens.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TILL_ADDR", default_value = "127.0.0.1:8787")]
+    addr: SocketAddr,
+    /// Largest request body in bytes, after decompression.
+    #[arg(long, env = "TILL_MAX_BODY_BYTES", default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Longest a request may take, in seconds.
+    #[arg(long, env = "TILL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    request_timeout_secs: u64,
+    /// Log format.
+    #[arg(long, env = "TILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Creates a tenant (a retail company).
+    Create {
+        /// Tenant id: letters, digits, '_' or '-'.
+        id: String,
+        /// Display name; the id when absent.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Creates a store of a tenant.
+    Create {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Store code, e.g. S01.
+        id: String,
+        /// Display name; the code when absent.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Enrolls a device and prints its token, once.
+    Enroll(DeviceArgs),
+    /// Revokes a device's token.
+    Revoke(DeviceArgs),
+    /// Lists a tenant's devices.
+    List {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DeviceArgs {
+    /// The tenant.
+    #[arg(long)]
+    tenant: String,
+    /// The device's store code.
+    #[arg(long)]
+    store: String,
+    /// Device code, e.g. T03.
+    id: String,
+}
+
+impl DeviceArgs {
+    fn scope(self) -> Result<DeviceScope, String> {
+        check_id("tenant", &self.tenant, 64)?;
+        check_id("store", &self.store, 16)?;
+        check_id("device", &self.id, 16)?;
+        Ok(DeviceScope {
+            tenant: self.tenant,
+            store: self.store,
+            device: self.id,
+        })
+    }
+}
+
+fn check_id(what: &str, value: &str, max: usize) -> Result<(), String> {
+    if auth::valid_id(value, max) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} must be 1 to {max} ASCII letters, digits, '_' or '-'"
+        ))
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("till-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let storage = SqliteStorage::open(&cli.data_dir).map_err(|e| e.to_string())?;
+    let err = |e: till_sync_server::storage::StorageError| e.to_string();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_format);
+            let limits = Limits {
+                max_body_bytes: args.max_body_bytes,
+                request_timeout: Duration::from_secs(args.request_timeout_secs),
+                ..Limits::default()
+            };
+            let listener = tokio::net::TcpListener::bind(args.addr)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+            tracing::info!(addr = %args.addr, data_dir = %cli.data_dir.display(), "serving");
+            let state = AppState::new(Arc::new(storage), limits);
+            serve(listener, state, shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Command::Tenant(TenantCommand::Create { id, name }) => {
+            check_id("tenant", &id, 64)?;
+            let name = name.unwrap_or_else(|| id.clone());
+            storage
+                .create_tenant(&id, &name, now_ms())
+                .await
+                .map_err(err)?;
+            println!("created tenant {id}");
+            Ok(())
+        }
+        Command::Store(StoreCommand::Create { tenant, id, name }) => {
+            check_id("store", &id, 16)?;
+            let name = name.unwrap_or_else(|| id.clone());
+            storage
+                .create_store(&tenant, &id, &name, now_ms())
+                .await
+                .map_err(err)?;
+            println!("created store {tenant}/{id}");
+            Ok(())
+        }
+        Command::Device(DeviceCommand::Enroll(args)) => {
+            let scope = args.scope()?;
+            let token = auth::new_token();
+            storage
+                .enroll_device(&scope, &auth::token_hash(&token), now_ms())
+                .await
+                .map_err(err)?;
+            eprintln!(
+                "enrolled {}/{}/{}; its token follows and is not shown again:",
+                scope.tenant, scope.store, scope.device
+            );
+            println!("{token}");
+            Ok(())
+        }
+        Command::Device(DeviceCommand::Revoke(args)) => {
+            let scope = args.scope()?;
+            storage.revoke_device(&scope, now_ms()).await.map_err(err)?;
+            println!("revoked {}/{}/{}", scope.tenant, scope.store, scope.device);
+            Ok(())
+        }
+        Command::Device(DeviceCommand::List { tenant }) => {
+            println!("store\tdevice\tstatus\tlast_seen_ms\tclock_clamps");
+            for d in storage.list_devices(&tenant).await.map_err(err)? {
+                let status = if d.revoked_at_ms.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                let seen = d.last_seen_ms.map_or("-".to_string(), |t| t.to_string());
+                println!(
+                    "{}\t{}\t{status}\t{seen}\t{}",
+                    d.store, d.device, d.clock_clamps
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TILL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,604 @@
+//! The embedded SQLite backend: one file in the data directory, nothing to
+//! install. The default for a head office that fits on one machine.
+//!
+//! Concurrency: WAL mode, one writer connection behind a mutex (every push
+//! and admin write is one `BEGIN IMMEDIATE` transaction on it), and read-only
+//! connections from a small pool for pulls and token lookups, so pulls never
+//! wait for pushes. All work runs on `spawn_blocking`. SQLite's single writer
+//! gives the ordering guarantee of the storage model for free: sequences are
+//! assigned and committed one transaction at a time. Other processes (the
+//! admin CLI while the server runs) write through SQLite's file lock and the
+//! busy timeout.
+//!
+//! The schema is versioned in `user_version` with one `.sql` step per version.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use till_core::sync::conflict::RecordState;
+use till_core::sync::protocol::{PullResponse, PushOutcome, RejectReason, ServerChange};
+use till_core::Change;
+
+use super::{DeviceInfo, Storage, StorageError, StorageResult, TokenLookup};
+use crate::auth::DeviceScope;
+use crate::sync::apply::{self, Current, Entity};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+/// The database file's name inside the data directory.
+pub const FILE_NAME: &str = "till-server.db";
+/// How long a connection waits for another's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+/// The SQLite backend. Cheap to clone: clones share the connections.
+#[derive(Debug, Clone)]
+pub struct SqliteStorage {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic mid-transaction rolled it back; the connection is still sound.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SqliteStorage {
+    /// Opens (creating or upgrading) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> StorageResult<SqliteStorage> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StorageError::Backend(format!("data directory: {e}")))?;
+        let path = data_dir.join(FILE_NAME);
+        let mut conn = Connection::open(&path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(SqliteStorage {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Runs `f` in one immediate transaction on the writer, off the runtime.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> StorageResult<T> + Send + 'static,
+    ) -> StorageResult<T> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let mut conn = lock(&inner.writer);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs `f` in one read transaction (a consistent snapshot), off the runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> StorageResult<T> + Send + 'static,
+    ) -> StorageResult<T> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let mut conn = match lock(&inner.readers).pop() {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    conn.busy_timeout(BUSY_TIMEOUT)?;
+                    conn
+                }
+            };
+            let result = (|| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                let value = f(&tx)?;
+                tx.finish()?;
+                Ok(value)
+            })();
+            let mut idle = lock(&inner.readers);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> StorageResult<T> + Send + 'static,
+) -> StorageResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Backend(format!("storage task failed: {e}")))?
+}
+
+/// Brings the database to [`SCHEMA_VERSION`], creating it when empty.
+fn migrate(conn: &mut Connection) -> StorageResult<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StorageError::Backend(format!(
+            "database schema {found} is newer than this build ({SCHEMA_VERSION})"
+        )));
+    }
+    for version in found..SCHEMA_VERSION {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now == version {
+            match version {
+                0 => tx.execute_batch(include_str!("schema_v1.sql"))?,
+                _ => {
+                    return Err(StorageError::Backend(format!(
+                        "no upgrade step from schema {version}"
+                    )))
+                }
+            }
+            tx.pragma_update(None, "user_version", version + 1)?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The table of an entity's materialised records.
+fn table(entity: Entity) -> &'static str {
+    match entity {
+        Entity::Customer => "customers",
+        Entity::Bill => "bills",
+    }
+}
+
+/// Loads a record's merge state and (for bills) its store.
+fn load(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &str,
+    entity: Entity,
+    id: &str,
+) -> StorageResult<Option<Current>> {
+    let store_column = match entity {
+        Entity::Customer => "NULL",
+        Entity::Bill => "store",
+    };
+    let row: Option<(String, Option<String>)> = tx
+        .prepare_cached(&format!(
+            "SELECT state, {store_column} FROM {} WHERE tenant = ?1 AND id = ?2",
+            table(entity)
+        ))?
+        .query_row([tenant, id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    row.map(|(state, store)| {
+        Ok(Current {
+            state: serde_json::from_str(&state)?,
+            store,
+        })
+    })
+    .transpose()
+}
+
+/// Writes a record's new merge state.
+fn store_record(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &str,
+    entity: Entity,
+    id: &str,
+    state: &RecordState,
+    store: Option<&str>,
+    seq: i64,
+) -> StorageResult<()> {
+    let json = serde_json::to_string(state)?;
+    match entity {
+        Entity::Customer => {
+            let keys = apply::identity_keys(state);
+            tx.prepare_cached(
+                "INSERT INTO customers (tenant, id, state, phone_e164, email, live, updated_seq)
+                 VALUES (:tenant, :id, :state, :phone, :email, :live, :seq)
+                 ON CONFLICT (tenant, id) DO UPDATE SET state = excluded.state,
+                     phone_e164 = excluded.phone_e164, email = excluded.email,
+                     live = excluded.live, updated_seq = excluded.updated_seq",
+            )?
+            .execute(named_params! {
+                ":tenant": tenant, ":id": id, ":state": json, ":phone": keys.phone_e164,
+                ":email": keys.email, ":live": keys.live, ":seq": seq,
+            })?;
+        }
+        Entity::Bill => {
+            tx.prepare_cached(
+                "INSERT INTO bills (tenant, id, store, customer_id, state, updated_seq)
+                 VALUES (:tenant, :id, :store, :customer, :state, :seq)
+                 ON CONFLICT (tenant, id) DO UPDATE SET state = excluded.state,
+                     customer_id = excluded.customer_id, updated_seq = excluded.updated_seq",
+            )?
+            .execute(named_params! {
+                ":tenant": tenant, ":id": id, ":store": store, ":state": json,
+                ":customer": state.values.get("customer_id").and_then(|v| v.as_str()),
+                ":seq": seq,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Pushes one checked change inside the batch transaction.
+fn push_one(
+    tx: &rusqlite::Transaction<'_>,
+    scope: &DeviceScope,
+    change: &Change,
+    now_ms: i64,
+) -> StorageResult<PushOutcome> {
+    let change_id = change.change_id.to_string();
+    // Structural idempotency: the first insert of a change id wins; any
+    // later one finds the row and returns the first outcome.
+    let fresh = tx
+        .prepare_cached(
+            "INSERT INTO received (tenant, change_id, device, received_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant, change_id) DO NOTHING",
+        )?
+        .execute(rusqlite::params![
+            scope.tenant,
+            change_id,
+            scope.node(),
+            now_ms
+        ])?;
+    if fresh == 0 {
+        let (seq, reason, message): (Option<i64>, Option<String>, Option<String>) = tx
+            .prepare_cached(
+                "SELECT server_seq, reject_reason, reject_message FROM received
+                 WHERE tenant = ?1 AND change_id = ?2",
+            )?
+            .query_row([&scope.tenant, &change_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        return Ok(match (seq, reason) {
+            (Some(server_seq), _) => PushOutcome::Duplicate { server_seq },
+            (None, reason) => PushOutcome::Rejected {
+                reason: reason
+                    .as_deref()
+                    .and_then(RejectReason::parse)
+                    .unwrap_or(RejectReason::Malformed),
+                message: message.unwrap_or_default(),
+            },
+        });
+    }
+
+    let entity = Entity::of(change);
+    let current = match entity {
+        Some(entity) => load(tx, &scope.tenant, entity, &change.entity_id)?,
+        None => None,
+    };
+    let resolution = match apply::resolve(scope, change, current, now_ms) {
+        Ok(resolution) => resolution,
+        Err(rejection) => {
+            tx.prepare_cached(
+                "UPDATE received SET reject_reason = ?3, reject_message = ?4
+                 WHERE tenant = ?1 AND change_id = ?2",
+            )?
+            .execute(rusqlite::params![
+                scope.tenant,
+                change_id,
+                rejection.reason.as_str(),
+                rejection.message
+            ])?;
+            return Ok(PushOutcome::Rejected {
+                reason: rejection.reason,
+                message: rejection.message,
+            });
+        }
+    };
+
+    // The tenant row lock: taken here, held to commit (see the module docs of storage).
+    let seq: i64 = tx
+        .prepare_cached(
+            "UPDATE tenants SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
+        )?
+        .query_row([&scope.tenant], |r| r.get(0))?;
+    store_record(
+        tx,
+        &scope.tenant,
+        resolution.entity,
+        &change.entity_id,
+        &resolution.state,
+        resolution.store.as_deref(),
+        seq,
+    )?;
+    tx.prepare_cached(
+        "INSERT INTO log (tenant, seq, store, entity, entity_id, change)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(rusqlite::params![
+        scope.tenant,
+        seq,
+        resolution.store,
+        resolution.effective.entity,
+        resolution.effective.entity_id,
+        serde_json::to_string(&resolution.effective)?
+    ])?;
+    tx.prepare_cached("UPDATE received SET server_seq = ?3 WHERE tenant = ?1 AND change_id = ?2")?
+        .execute(rusqlite::params![scope.tenant, change_id, seq])?;
+    if resolution.clamped {
+        tx.prepare_cached(
+            "UPDATE devices SET clock_clamps = clock_clamps + 1
+             WHERE tenant = ?1 AND store = ?2 AND id = ?3",
+        )?
+        .execute([&scope.tenant, &scope.store, &scope.device])?;
+    }
+    Ok(PushOutcome::Accepted { server_seq: seq })
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn ready(&self) -> StorageResult<()> {
+        self.read(|tx| Ok(tx.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn device_by_token(&self, token_hash: &str) -> StorageResult<TokenLookup> {
+        let hash = token_hash.to_owned();
+        self.read(move |tx| {
+            let row: Option<(String, String, String, Option<i64>)> = tx
+                .prepare_cached(
+                    "SELECT tenant, store, id, revoked_at FROM devices WHERE token_hash = ?1",
+                )?
+                .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()?;
+            Ok(match row {
+                None => TokenLookup::Unknown,
+                Some((_, _, _, Some(_))) => TokenLookup::Revoked,
+                Some((tenant, store, device, None)) => TokenLookup::Active(DeviceScope {
+                    tenant,
+                    store,
+                    device,
+                }),
+            })
+        })
+        .await
+    }
+
+    async fn push(
+        &self,
+        scope: &DeviceScope,
+        changes: Vec<Change>,
+        now_ms: i64,
+    ) -> StorageResult<Vec<PushOutcome>> {
+        let scope = scope.clone();
+        self.write(move |tx| {
+            let outcomes = changes
+                .iter()
+                .map(|change| push_one(tx, &scope, change, now_ms))
+                .collect::<StorageResult<Vec<_>>>()?;
+            tx.prepare_cached(
+                "UPDATE devices SET last_seen_at = ?4 WHERE tenant = ?1 AND store = ?2 AND id = ?3",
+            )?
+            .execute(rusqlite::params![
+                scope.tenant,
+                scope.store,
+                scope.device,
+                now_ms
+            ])?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn pull(
+        &self,
+        scope: &DeviceScope,
+        cursor: i64,
+        limit: u32,
+    ) -> StorageResult<PullResponse> {
+        let scope = scope.clone();
+        self.read(move |tx| {
+            // Head and page come from one snapshot, so jumping the cursor to
+            // the head can never pass over a change this page did not see.
+            let head: i64 = tx
+                .prepare_cached("SELECT last_seq FROM tenants WHERE id = ?1")?
+                .query_row([&scope.tenant], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StorageError::NotFound(format!("tenant {}", scope.tenant)))?;
+            if cursor > head {
+                return Err(StorageError::CursorAhead { cursor, head });
+            }
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, change FROM log
+                 WHERE tenant = :tenant AND seq > :cursor AND (store IS NULL OR store = :store)
+                 ORDER BY seq LIMIT :n",
+            )?;
+            let rows = stmt
+                .query_map(
+                    named_params! {
+                        ":tenant": scope.tenant, ":cursor": cursor, ":store": scope.store,
+                        ":n": i64::from(limit) + 1,
+                    },
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let has_more = rows.len() > limit as usize;
+            let changes = rows
+                .into_iter()
+                .take(limit as usize)
+                .map(|(server_seq, json)| {
+                    Ok(ServerChange {
+                        server_seq,
+                        change: serde_json::from_str(&json)?,
+                    })
+                })
+                .collect::<StorageResult<Vec<_>>>()?;
+            let cursor = match (has_more, changes.last()) {
+                (true, Some(last)) => last.server_seq,
+                _ => head,
+            };
+            Ok(PullResponse {
+                changes,
+                cursor,
+                has_more,
+            })
+        })
+        .await
+    }
+
+    async fn create_tenant(&self, tenant: &str, name: &str, now_ms: i64) -> StorageResult<()> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.write(move |tx| {
+            let n = tx.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO NOTHING",
+                rusqlite::params![tenant, name, now_ms],
+            )?;
+            if n == 0 {
+                return Err(StorageError::AlreadyExists(format!("tenant {tenant}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_store(
+        &self,
+        tenant: &str,
+        store: &str,
+        name: &str,
+        now_ms: i64,
+    ) -> StorageResult<()> {
+        let (tenant, store, name) = (tenant.to_owned(), store.to_owned(), name.to_owned());
+        self.write(move |tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ?1)",
+                [&tenant],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(StorageError::NotFound(format!("tenant {tenant}")));
+            }
+            let n = tx.execute(
+                "INSERT INTO stores (tenant, id, name, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, id) DO NOTHING",
+                rusqlite::params![tenant, store, name, now_ms],
+            )?;
+            if n == 0 {
+                return Err(StorageError::AlreadyExists(format!(
+                    "store {tenant}/{store}"
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn enroll_device(
+        &self,
+        scope: &DeviceScope,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> StorageResult<()> {
+        let (scope, hash) = (scope.clone(), token_hash.to_owned());
+        self.write(move |tx| {
+            let store_exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM stores WHERE tenant = ?1 AND id = ?2)",
+                [&scope.tenant, &scope.store],
+                |r| r.get(0),
+            )?;
+            if !store_exists {
+                return Err(StorageError::NotFound(format!(
+                    "store {}/{}",
+                    scope.tenant, scope.store
+                )));
+            }
+            // A new device, or a revoked one enrolled again with a new token.
+            let n = tx.execute(
+                "INSERT INTO devices (tenant, store, id, token_hash, enrolled_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant, store, id) DO UPDATE SET
+                     token_hash = excluded.token_hash, enrolled_at = excluded.enrolled_at,
+                     revoked_at = NULL
+                 WHERE devices.revoked_at IS NOT NULL",
+                rusqlite::params![scope.tenant, scope.store, scope.device, hash, now_ms],
+            )?;
+            if n == 0 {
+                return Err(StorageError::AlreadyExists(format!(
+                    "active device {}/{}/{}",
+                    scope.tenant, scope.store, scope.device
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_device(&self, scope: &DeviceScope, now_ms: i64) -> StorageResult<()> {
+        let scope = scope.clone();
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?4)
+                 WHERE tenant = ?1 AND store = ?2 AND id = ?3",
+                rusqlite::params![scope.tenant, scope.store, scope.device, now_ms],
+            )?;
+            if n == 0 {
+                return Err(StorageError::NotFound(format!(
+                    "device {}/{}/{}",
+                    scope.tenant, scope.store, scope.device
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_devices(&self, tenant: &str) -> StorageResult<Vec<DeviceInfo>> {
+        let tenant = tenant.to_owned();
+        self.read(move |tx| {
+            let rows = tx
+                .prepare_cached(
+                    "SELECT tenant, store, id, enrolled_at, revoked_at, last_seen_at, clock_clamps
+                     FROM devices WHERE tenant = ?1 ORDER BY store, id",
+                )?
+                .query_map([&tenant], |r| {
+                    Ok(DeviceInfo {
+                        tenant: r.get(0)?,
+                        store: r.get(1)?,
+                        device: r.get(2)?,
+                        enrolled_at_ms: r.get(3)?,
+                        revoked_at_ms: r.get(4)?,
+                        last_seen_ms: r.get(5)?,
+                        clock_clamps: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_database_is_at_the_current_schema_and_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(SqliteStorage::open(dir.path()).expect("create"));
+        let storage = SqliteStorage::open(dir.path()).expect("reopen");
+        let version: i64 = lock(&storage.inner.writer)
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+}

@@ -1,0 +1,373 @@
+//! How the server takes one pushed change, in two phases every storage
+//! backend shares:
+//!
+//! 1. [`check`] (stateless): the change parses, names a known entity, a UUID
+//!    record id and a valid clock stamp; it was stamped by the pushing device
+//!    itself; its values pass till-core's own validation rules.
+//! 2. [`resolve`] (against the stored record): scope (a bill belongs to the
+//!    pushing device's store), existence (only a create may introduce a
+//!    record), clock clamping, then till-core's conflict rules. It returns the
+//!    record's new merge state and the effective change to log.
+//!
+//! Both are pure, so the rules are identical on every backend and tested
+//! without a database. A rejection from either is permanent for that change.
+
+use serde_json::Value;
+use till_core::clock::Hlc;
+use till_core::sync::conflict::{self, RecordState, Rejection, MAX_CLOCK_AHEAD_MS};
+use till_core::sync::protocol::RejectReason;
+use till_core::sync::validate;
+use till_core::Change;
+use uuid::Uuid;
+
+use crate::auth::DeviceScope;
+
+/// The kinds of records sync carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    /// Tenant-wide.
+    Customer,
+    /// Belongs to one store.
+    Bill,
+}
+
+impl Entity {
+    /// The entity of a change, if it is one sync knows.
+    pub fn of(change: &Change) -> Option<Entity> {
+        match change.entity.as_str() {
+            "customer" => Some(Entity::Customer),
+            "bill" => Some(Entity::Bill),
+            _ => None,
+        }
+    }
+}
+
+/// A stored record as [`resolve`] needs it.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// Its merge state.
+    pub state: RecordState,
+    /// For a bill, its store.
+    pub store: Option<String>,
+}
+
+/// What resolving an accepted change produced.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// Which table the record lives in.
+    pub entity: Entity,
+    /// The record's new merge state.
+    pub state: RecordState,
+    /// For a bill, its store (the log entry's visibility).
+    pub store: Option<String>,
+    /// The effective change to log.
+    pub effective: Change,
+    /// The device's stamp was clamped to the server's clock.
+    pub clamped: bool,
+}
+
+fn reject(reason: RejectReason, message: impl Into<String>) -> Rejection {
+    Rejection::new(reason, message)
+}
+
+/// Phase 1: reads a pushed JSON value as a change and checks it alone.
+/// On failure returns the change id it carried (empty if none) with the reason.
+pub fn check(scope: &DeviceScope, value: Value) -> Result<Change, (String, Rejection)> {
+    let change_id = value
+        .get("change_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let fail = |r: Rejection| (change_id.clone(), r);
+    // serde's messages can quote values (personal data): say only what failed.
+    let change: Change = serde_json::from_value(value).map_err(|_| {
+        fail(reject(
+            RejectReason::Malformed,
+            "not a change record (change_id, entity, entity_id, op, fields, before, hlc, \
+             device, staff, at_ms)",
+        ))
+    })?;
+    let Some(entity) = Entity::of(&change) else {
+        return Err(fail(reject(RejectReason::Malformed, "unknown entity")));
+    };
+    if change.entity_id.parse::<Uuid>().is_err() {
+        return Err(fail(reject(
+            RejectReason::Malformed,
+            "entity_id is not a UUID",
+        )));
+    }
+    let stamp: Hlc = change
+        .hlc
+        .parse()
+        .map_err(|_| fail(reject(RejectReason::Malformed, "hlc is not a clock stamp")))?;
+    if stamp.node != change.device {
+        return Err(fail(reject(
+            RejectReason::Malformed,
+            "hlc node differs from the change's device",
+        )));
+    }
+    if change.device != scope.node() {
+        return Err(fail(reject(
+            RejectReason::Forbidden,
+            "change was made by another device",
+        )));
+    }
+    let valid = match entity {
+        Entity::Customer => validate::customer_fields(&change),
+        Entity::Bill => validate::bill_fields(&change),
+    };
+    valid.map_err(|e| fail(reject(RejectReason::Validation, e.to_string())))?;
+    Ok(change)
+}
+
+/// Phase 2: resolves a checked change against the stored record (`None`
+/// when the server has never seen it), at server time `now_ms`.
+pub fn resolve(
+    scope: &DeviceScope,
+    change: &Change,
+    current: Option<Current>,
+    now_ms: i64,
+) -> Result<Resolution, Rejection> {
+    let entity =
+        Entity::of(change).ok_or_else(|| reject(RejectReason::Malformed, "unknown entity"))?;
+    let stamp: Hlc = change
+        .hlc
+        .parse()
+        .map_err(|_| reject(RejectReason::Malformed, "hlc is not a clock stamp"))?;
+    let clamped = conflict::clamp(&stamp, now_ms, MAX_CLOCK_AHEAD_MS);
+    let hlc = clamped.as_ref().unwrap_or(&stamp).to_string();
+    let field_str = |key: &str| change.fields.get(key).and_then(Value::as_str);
+
+    let (mut state, store) = match (entity, current) {
+        (Entity::Customer, Some(current)) => (current.state, None),
+        (Entity::Customer, None) if change.fields.contains_key("name") => {
+            (RecordState::default(), None)
+        }
+        (Entity::Customer, None) => {
+            return Err(reject(
+                RejectReason::UnknownRecord,
+                "customer was never created on the server",
+            ))
+        }
+        (Entity::Bill, Some(current)) => {
+            if current.store.as_deref() != Some(scope.store.as_str()) {
+                return Err(reject(
+                    RejectReason::Forbidden,
+                    "bill belongs to another store",
+                ));
+            }
+            (current.state, current.store)
+        }
+        (Entity::Bill, None) => match (field_str("store_id"), field_str("device_id")) {
+            (Some(store), Some(device)) if store == scope.store && device == scope.device => {
+                (RecordState::default(), Some(store.to_owned()))
+            }
+            (Some(_), Some(_)) => {
+                return Err(reject(
+                    RejectReason::Forbidden,
+                    "a device creates bills of its own store and device only",
+                ))
+            }
+            _ => {
+                return Err(reject(
+                    RejectReason::UnknownRecord,
+                    "bill was never created on the server",
+                ))
+            }
+        },
+    };
+
+    let resolved = match entity {
+        Entity::Customer => conflict::apply_customer(&mut state, change, &hlc)?,
+        Entity::Bill => conflict::apply_bill(&mut state, change, &hlc)?,
+    };
+    Ok(Resolution {
+        entity,
+        state,
+        store,
+        effective: Change {
+            fields: resolved.fields,
+            before: resolved.before,
+            hlc,
+            ..change.clone()
+        },
+        clamped: clamped.is_some(),
+    })
+}
+
+/// The identity keys dedup looks customers up by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityKeys {
+    /// Canonical phone, unless shared.
+    pub phone_e164: Option<String>,
+    /// Canonical email, unless shared.
+    pub email: Option<String>,
+    /// Neither deleted nor merged.
+    pub live: bool,
+}
+
+/// The identity keys of a customer's merge state.
+pub fn identity_keys(state: &RecordState) -> IdentityKeys {
+    let key = |field: &str, canonical: &str| {
+        state
+            .values
+            .get(field)
+            .filter(|v| !v.get("shared").and_then(Value::as_bool).unwrap_or(false))
+            .and_then(|v| v.get(canonical))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let unset = |field: &str| state.values.get(field).is_none_or(Value::is_null);
+    IdentityKeys {
+        phone_e164: key("phone", "e164"),
+        email: key("email", "canonical"),
+        live: unset("deleted_at_ms") && unset("merged_into"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope(store: &str, device: &str) -> DeviceScope {
+        DeviceScope {
+            tenant: "t".into(),
+            store: store.into(),
+            device: device.into(),
+        }
+    }
+
+    fn change_json(entity: &str, fields: Value, device: &str, wall: i64) -> Value {
+        json!({
+            "change_id": Uuid::now_v7().to_string(),
+            "entity": entity,
+            "entity_id": Uuid::now_v7().to_string(),
+            "op": "create",
+            "fields": fields,
+            "before": {},
+            "hlc": format!("{wall:015}-{:010}-{device}", 0),
+            "device": device,
+            "staff": "s",
+            "at_ms": wall,
+        })
+    }
+
+    fn rejected(result: Result<Change, (String, Rejection)>) -> Option<RejectReason> {
+        result.err().map(|(_, r)| r.reason)
+    }
+
+    #[test]
+    fn check_reads_each_change_alone() {
+        let me = scope("S1", "T1");
+        let good = change_json("customer", json!({"name": "A"}), "S1/T1", 5);
+        let mut wrong_entity = good.clone();
+        wrong_entity["entity"] = json!("coupon");
+        let mut bad_id = good.clone();
+        bad_id["entity_id"] = json!("42");
+        let mut bad_hlc = good.clone();
+        bad_hlc["hlc"] = json!("yesterday");
+        let mut other_node = good.clone();
+        other_node["hlc"] = json!("000000000000005-0000000000-S1/T2");
+        let table = [
+            (good.clone(), None),
+            (json!([1, 2]), Some(RejectReason::Malformed)),
+            (json!({"change_id": "x"}), Some(RejectReason::Malformed)),
+            (wrong_entity, Some(RejectReason::Malformed)),
+            (bad_id, Some(RejectReason::Malformed)),
+            (bad_hlc, Some(RejectReason::Malformed)),
+            (other_node, Some(RejectReason::Malformed)),
+            (
+                change_json("customer", json!({"name": "A"}), "S1/T2", 5),
+                Some(RejectReason::Forbidden),
+            ),
+            (
+                change_json("customer", json!({"name": " A "}), "S1/T1", 5),
+                Some(RejectReason::Validation),
+            ),
+        ];
+        for (value, expected) in table {
+            assert_eq!(rejected(check(&me, value.clone())), expected, "{value}");
+        }
+        let (id, _) = check(&me, json!({"change_id": "abc"})).expect_err("malformed");
+        assert_eq!(id, "abc");
+    }
+
+    #[test]
+    fn bills_stay_in_their_store() {
+        let me = scope("S1", "T1");
+        let bill = |store: &str, device: &str| {
+            let v = change_json(
+                "bill",
+                json!({"store_id": store, "device_id": device, "status": "open"}),
+                "S1/T1",
+                5,
+            );
+            check(&me, v).expect("checks")
+        };
+        let reason = |c: &Change, current: Option<Current>| {
+            resolve(&me, c, current, 10).err().map(|r| r.reason)
+        };
+        assert_eq!(reason(&bill("S1", "T1"), None), None);
+        assert_eq!(
+            reason(&bill("S2", "T1"), None),
+            Some(RejectReason::Forbidden)
+        );
+        assert_eq!(
+            reason(&bill("S1", "T9"), None),
+            Some(RejectReason::Forbidden)
+        );
+        let elsewhere = Current {
+            state: RecordState::default(),
+            store: Some("S2".into()),
+        };
+        assert_eq!(
+            reason(&bill("S1", "T1"), Some(elsewhere)),
+            Some(RejectReason::Forbidden)
+        );
+        let update =
+            check(&me, change_json("bill", json!({"total": 5}), "S1/T1", 5)).expect("checks");
+        assert_eq!(reason(&update, None), Some(RejectReason::UnknownRecord));
+    }
+
+    #[test]
+    fn resolve_clamps_stamps_from_the_future() {
+        let me = scope("S1", "T1");
+        let now = 1_000_000_000;
+        let ahead = check(
+            &me,
+            change_json("customer", json!({"name": "A"}), "S1/T1", now + 3_600_000),
+        )
+        .expect("checks");
+        let r = resolve(&me, &ahead, None, now).expect("accepted");
+        assert!(r.clamped);
+        assert!(r.effective.hlc.starts_with(&format!("{now:015}-")));
+        let fine = check(
+            &me,
+            change_json("customer", json!({"name": "A"}), "S1/T1", now),
+        )
+        .expect("checks");
+        assert!(!resolve(&me, &fine, None, now).expect("accepted").clamped);
+    }
+
+    #[test]
+    fn identity_keys_skip_shared_contacts_and_dead_records() {
+        let mut state = RecordState {
+            values: json!({
+                "phone": {"raw": "1", "e164": "+911", "shared": false},
+                "email": {"raw": "a@b.co", "canonical": "a@b.co", "shared": true},
+                "deleted_at_ms": null,
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+            ..RecordState::default()
+        };
+        let keys = identity_keys(&state);
+        assert_eq!(keys.phone_e164.as_deref(), Some("+911"));
+        assert_eq!(keys.email, None);
+        assert!(keys.live);
+        state.values.insert("deleted_at_ms".into(), json!(5));
+        assert!(!identity_keys(&state).live);
+    }
+}

@@ -1,0 +1,112 @@
+//! The sync endpoints under `/v1`: push and pull. Handlers only translate
+//! between HTTP and the storage interface; the rules live in [`apply`] (and
+//! below it in till-core), the transactions in the storage backend.
+//!
+//! Logged per request: ids and counts, never bodies.
+
+pub mod apply;
+
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use till_core::sync::protocol::{
+    PullRequest, PullResponse, PushOutcome, PushRequest, PushResponse, PushResult,
+    DEFAULT_PULL_PAGE, MAX_PULL_PAGE, MAX_PUSH_BATCH,
+};
+
+use crate::auth::DeviceScope;
+use crate::error::ApiError;
+use crate::AppState;
+
+/// A JSON body whose rejections become [`ApiError`]s (never echoing the body).
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// `POST /v1/push`: applies a batch of changes; one result per change.
+pub async fn push(
+    State(state): State<AppState>,
+    scope: DeviceScope,
+    ApiJson(request): ApiJson<PushRequest<Value>>,
+) -> Result<Json<PushResponse>, ApiError> {
+    let total = request.changes.len();
+    if total > MAX_PUSH_BATCH {
+        return Err(ApiError::BatchTooLarge {
+            got: total,
+            max: MAX_PUSH_BATCH,
+        });
+    }
+    // Checked changes go to storage together; a change that fails its own
+    // checks is answered in place and never reaches (or blocks) the others.
+    let mut results: Vec<Option<PushResult>> = Vec::with_capacity(total);
+    let mut checked = Vec::with_capacity(total);
+    for value in request.changes {
+        match apply::check(&scope, value) {
+            Ok(change) => {
+                results.push(None);
+                checked.push(change);
+            }
+            Err((change_id, rejection)) => results.push(Some(PushResult {
+                change_id,
+                outcome: PushOutcome::Rejected {
+                    reason: rejection.reason,
+                    message: rejection.message,
+                },
+            })),
+        }
+    }
+    let ids: Vec<String> = checked.iter().map(|c| c.change_id.to_string()).collect();
+    let outcomes = state.storage.push(&scope, checked, crate::now_ms()).await?;
+    let mut stored = ids.into_iter().zip(outcomes);
+    let results: Vec<PushResult> = results
+        .into_iter()
+        .map(|slot| {
+            slot.or_else(|| {
+                stored
+                    .next()
+                    .map(|(change_id, outcome)| PushResult { change_id, outcome })
+            })
+            .ok_or_else(|| ApiError::Internal("storage returned too few outcomes".into()))
+        })
+        .collect::<Result<_, _>>()?;
+    let rejected = results
+        .iter()
+        .filter(|r| matches!(r.outcome, PushOutcome::Rejected { .. }))
+        .count();
+    tracing::info!(changes = total, rejected, "push");
+    Ok(Json(PushResponse { results }))
+}
+
+/// `GET /v1/pull?cursor=N&limit=M`: the next page of the device's scope.
+pub async fn pull(
+    State(state): State<AppState>,
+    scope: DeviceScope,
+    query: Result<Query<PullRequest>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PullResponse>, ApiError> {
+    let Query(request) = query?;
+    if request.cursor < 0 {
+        return Err(ApiError::BadRequest("cursor must not be negative".into()));
+    }
+    let limit = match request.limit {
+        None => DEFAULT_PULL_PAGE,
+        Some(0) => return Err(ApiError::BadRequest("limit must be at least 1".into())),
+        Some(n) => n.min(MAX_PULL_PAGE),
+    };
+    let page = state.storage.pull(&scope, request.cursor, limit).await?;
+    tracing::info!(
+        cursor = request.cursor,
+        changes = page.changes.len(),
+        next = page.cursor,
+        "pull"
+    );
+    Ok(Json(page))
+}

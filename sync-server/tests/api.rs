@@ -1,0 +1,874 @@
+//! The sync API end to end: a real server on 127.0.0.1 port 0 over a
+//! temporary data directory, driven over HTTP the way a till drives it.
+//! Changes come from real till-core stores where the case allows, and are
+//! written by hand where a test needs a particular stamp or a forged field.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use till_core::sync::protocol::{MAX_PUSH_BATCH, PROTOCOL_HEADER, PROTOCOL_VERSION};
+use till_core::{NewBill, NewCustomer, NewLine, Store, StoreOptions, Tender};
+use till_sync_server::auth::{self, DeviceScope};
+use till_sync_server::storage::sqlite::SqliteStorage;
+use till_sync_server::storage::Storage;
+use till_sync_server::{now_ms, serve, AppState, Limits};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// A running server with two tenants: `t1` (stores S1, S2) and `t2` (S1).
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    storage: SqliteStorage,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        Server::start_with(Limits::default()).await
+    }
+
+    async fn start_with(limits: Limits) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = SqliteStorage::open(dir.path()).expect("storage");
+        let now = now_ms();
+        for tenant in ["t1", "t2"] {
+            storage
+                .create_tenant(tenant, tenant, now)
+                .await
+                .expect("tenant");
+            storage
+                .create_store(tenant, "S1", "S1", now)
+                .await
+                .expect("S1");
+        }
+        storage
+            .create_store("t1", "S2", "S2", now)
+            .await
+            .expect("S2");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let state = AppState::new(Arc::new(storage.clone()), limits);
+        let task = tokio::spawn(serve(listener, state, async {
+            stopped.await.ok();
+        }));
+        Server {
+            base,
+            http: reqwest::Client::new(),
+            storage,
+            stop: Some(stop),
+            task: Some(task),
+            dir,
+        }
+    }
+
+    async fn enroll(&self, tenant: &str, store: &str, device: &str) -> String {
+        let token = auth::new_token();
+        self.storage
+            .enroll_device(
+                &scope(tenant, store, device),
+                &auth::token_hash(&token),
+                now_ms(),
+            )
+            .await
+            .expect("enroll");
+        token
+    }
+
+    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string());
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req
+    }
+
+    async fn push(&self, token: &str, changes: Vec<Value>) -> (StatusCode, Value) {
+        let resp = self
+            .request(Method::POST, "/v1/push", Some(token))
+            .json(&json!({ "changes": changes }))
+            .send()
+            .await
+            .expect("push");
+        (resp.status(), resp.json().await.expect("json"))
+    }
+
+    /// Pushes and returns each change's outcome; the push must succeed.
+    async fn push_ok(&self, token: &str, changes: Vec<Value>) -> Vec<Value> {
+        let (status, body) = self.push(token, changes).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["results"].as_array().cloned().expect("results")
+    }
+
+    async fn pull(&self, token: &str, query: &str) -> (StatusCode, Value) {
+        let resp = self
+            .request(Method::GET, &format!("/v1/pull?{query}"), Some(token))
+            .send()
+            .await
+            .expect("pull");
+        (resp.status(), resp.json().await.expect("json"))
+    }
+
+    /// Pulls every page from `cursor` at `limit`; returns the changes and the final cursor.
+    async fn pull_all(&self, token: &str, limit: u32) -> (Vec<Value>, i64) {
+        let (mut cursor, mut all) = (0, Vec::new());
+        for _ in 0..1_000 {
+            let (status, page) = self
+                .pull(token, &format!("cursor={cursor}&limit={limit}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            let changes = page["changes"].as_array().cloned().expect("changes");
+            assert!(changes.len() <= limit as usize);
+            all.extend(changes);
+            cursor = page["cursor"].as_i64().expect("cursor");
+            if page["has_more"] == json!(false) {
+                return (all, cursor);
+            }
+        }
+        panic!("pull never caught up");
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("serve");
+        }
+    }
+}
+
+fn scope(tenant: &str, store: &str, device: &str) -> DeviceScope {
+    DeviceScope {
+        tenant: tenant.into(),
+        store: store.into(),
+        device: device.into(),
+    }
+}
+
+/// A till-core store of `tenant`/`store`/`device` in `dir`.
+fn till(dir: &std::path::Path, tenant: &str, store: &str, device: &str) -> Store {
+    let path = dir.join(format!("{tenant}-{store}-{device}.db"));
+    let store = Store::open(StoreOptions::new(path, tenant, store, device)).expect("till");
+    store.set_staff("priya").expect("staff");
+    store
+}
+
+/// The recorded changes of `ids` on `till`, in the order the till made them.
+fn outbox(till: &Store, ids: &[String]) -> Vec<Value> {
+    let mut changes: Vec<till_core::Change> = ids
+        .iter()
+        .flat_map(|id| till.history(id, None, 200).expect("history").items)
+        .collect();
+    changes.sort_by(|a, b| a.hlc.cmp(&b.hlc));
+    changes
+        .into_iter()
+        .map(|c| serde_json::to_value(c).expect("change json"))
+        .collect()
+}
+
+/// A customer with a phone and a paid bill for them, made on `till`.
+fn customer_with_bill(till: &Store, name: &str, phone: &str) -> (String, String) {
+    let customer = till
+        .create_customer(NewCustomer::named(name).with_phone(phone))
+        .expect("customer");
+    let bill = till
+        .sell(
+            NewBill {
+                customer_id: Some(customer.id),
+                lines: vec![NewLine::item("TEA", "Tea", 2, 150).taxed("GST5", 500)],
+                ..NewBill::default()
+            },
+            &[Tender::cash(500)],
+        )
+        .expect("sell");
+    (customer.id.to_string(), bill.id.to_string())
+}
+
+/// A hand-made change stamped at `wall` by `node`.
+fn change(node: &str, entity: &str, id: &str, fields: Value, wall: i64) -> Value {
+    json!({
+        "change_id": Uuid::now_v7().to_string(),
+        "entity": entity,
+        "entity_id": id,
+        "op": "update",
+        "fields": fields,
+        "before": {},
+        "hlc": format!("{wall:015}-0000000000-{node}"),
+        "device": node,
+        "staff": "s",
+        "at_ms": wall,
+    })
+}
+
+fn outcome(result: &Value) -> (&str, Option<&str>) {
+    (
+        result["outcome"].as_str().expect("outcome"),
+        result["reason"].as_str(),
+    )
+}
+
+fn ids_of(changes: &[Value]) -> Vec<&str> {
+    changes
+        .iter()
+        .map(|c| c["entity_id"].as_str().expect("entity_id"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_same_batch_pushed_twice_is_applied_once() {
+    let server = Server::start().await;
+    let t1 = server.enroll("t1", "S1", "T1").await;
+    let t2 = server.enroll("t1", "S1", "T2").await;
+    let till1 = till(server.dir.path(), "t1", "S1", "T1");
+    let (customer, bill) = customer_with_bill(&till1, "Asha Rao", "98765 43210");
+    let batch = outbox(&till1, &[customer.clone(), bill.clone()]);
+    assert_eq!(batch.len(), 2);
+
+    let first = server.push_ok(&t1, batch.clone()).await;
+    let seqs: Vec<i64> = first
+        .iter()
+        .map(|r| {
+            assert_eq!(outcome(r), ("accepted", None), "{r}");
+            r["server_seq"].as_i64().expect("seq")
+        })
+        .collect();
+    assert_eq!(seqs, vec![1, 2]);
+
+    let again = server.push_ok(&t1, batch.clone()).await;
+    for ((r, seq), sent) in again.iter().zip(&seqs).zip(&batch) {
+        assert_eq!(outcome(r), ("duplicate", None), "{r}");
+        assert_eq!(r["server_seq"].as_i64(), Some(*seq));
+        assert_eq!(r["change_id"], sent["change_id"]);
+    }
+
+    let (pulled, cursor) = server.pull_all(&t2, 50).await;
+    assert_eq!(ids_of(&pulled), vec![customer.as_str(), bill.as_str()]);
+    assert_eq!(cursor, 2);
+    assert_eq!(pulled[0]["fields"]["name"], json!("Asha Rao"));
+    assert_eq!(pulled[0]["server_seq"], json!(1));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_change_never_blocks_the_ones_behind_it() {
+    let server = Server::start().await;
+    let t1 = server.enroll("t1", "S1", "T1").await;
+    let id = Uuid::now_v7().to_string();
+    let create = change("S1/T1", "customer", &id, json!({"name": "Asha"}), 1_000);
+    let bad_phone = change(
+        "S1/T1",
+        "customer",
+        &id,
+        json!({"phone": {"raw": "12", "e164": "+12", "shared": false}}),
+        1_001,
+    );
+    let rename = change("S1/T1", "customer", &id, json!({"name": "Asha Rao"}), 1_002);
+    let batch = vec![
+        create,
+        bad_phone.clone(),
+        json!({"change_id": "not-a-uuid", "entity": "customer"}),
+        json!(42),
+        rename,
+    ];
+    let results = server.push_ok(&t1, batch).await;
+    let got: Vec<_> = results.iter().map(outcome).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("accepted", None),
+            ("rejected", Some("validation")),
+            ("rejected", Some("malformed")),
+            ("rejected", Some("malformed")),
+            ("accepted", None),
+        ]
+    );
+    assert_eq!(results[2]["change_id"], json!("not-a-uuid"));
+    assert_eq!(results[3]["change_id"], json!(""));
+    assert!(results[1]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("phone") && !m.contains("+12")));
+
+    // The rejection is permanent: the same change gets the same answer.
+    let again = server.push_ok(&t1, vec![bad_phone]).await;
+    assert_eq!(outcome(&again[0]), ("rejected", Some("validation")));
+
+    let (pulled, _) = server.pull_all(&t1, 10).await;
+    assert_eq!(pulled.len(), 2);
+    assert_eq!(pulled[1]["fields"]["name"], json!("Asha Rao"));
+    assert!(pulled[1]["fields"].get("phone").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pulls_page_through_exactly_what_the_device_may_see() {
+    let server = Server::start().await;
+    let s1t1 = server.enroll("t1", "S1", "T1").await;
+    let s1t2 = server.enroll("t1", "S1", "T2").await;
+    let s2t1 = server.enroll("t1", "S2", "T1").await;
+    let other = server.enroll("t2", "S1", "T1").await;
+
+    let till_s1 = till(server.dir.path(), "t1", "S1", "T1");
+    let till_s2 = till(server.dir.path(), "t1", "S2", "T1");
+    let till_other = till(server.dir.path(), "t2", "S1", "T1");
+    let mut s1_ids = Vec::new();
+    for (name, phone) in [
+        ("A", "98765 43210"),
+        ("B", "98765 43211"),
+        ("C", "98765 43212"),
+    ] {
+        let (c, b) = customer_with_bill(&till_s1, name, phone);
+        s1_ids.extend([c, b]);
+    }
+    let (s2_customer, s2_bill) = customer_with_bill(&till_s2, "D", "98765 43213");
+    let (t2_customer, t2_bill) = customer_with_bill(&till_other, "E", "98765 43214");
+    server.push_ok(&s1t1, outbox(&till_s1, &s1_ids)).await;
+    server
+        .push_ok(
+            &s2t1,
+            outbox(&till_s2, &[s2_customer.clone(), s2_bill.clone()]),
+        )
+        .await;
+    server
+        .push_ok(
+            &other,
+            outbox(&till_other, &[t2_customer.clone(), t2_bill.clone()]),
+        )
+        .await;
+
+    // Store S1: every t1 customer, S1's bills, nothing of S2's bills or of t2.
+    let (seen, cursor) = server.pull_all(&s1t2, 2).await;
+    let mut expected: Vec<&str> = s1_ids.iter().map(String::as_str).collect();
+    expected.push(&s2_customer);
+    assert_eq!(ids_of(&seen), expected);
+    assert_eq!(cursor, 8, "the cursor passes the invisible bill too");
+
+    // Store S2: the customers, and its own bill only.
+    let (seen, _) = server.pull_all(&s2t1, 3).await;
+    let ids = ids_of(&seen);
+    assert_eq!(ids.len(), 5);
+    assert!(ids.contains(&s2_bill.as_str()));
+    for (i, id) in s1_ids.iter().enumerate() {
+        assert_eq!(ids.contains(&id.as_str()), i % 2 == 0, "customers only");
+    }
+
+    // Tenant t2 sees its own log alone, numbered from 1.
+    let (seen, cursor) = server.pull_all(&other, 100).await;
+    assert_eq!(ids_of(&seen), vec![t2_customer.as_str(), t2_bill.as_str()]);
+    assert_eq!(cursor, 2);
+
+    // An empty page at the head keeps the cursor there.
+    let (status, page) = server.pull(&s1t2, "cursor=8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page, json!({"changes": [], "cursor": 8, "has_more": false}));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn conflicting_writes_resolve_by_clock_whatever_the_arrival_order() {
+    let server = Server::start().await;
+    let t1 = server.enroll("t1", "S1", "T1").await;
+    let t2 = server.enroll("t1", "S1", "T2").await;
+    let id = Uuid::now_v7().to_string();
+    let now = now_ms();
+    server
+        .push_ok(
+            &t1,
+            vec![change(
+                "S1/T1",
+                "customer",
+                &id,
+                json!({"name": "Asha", "notes": "", "tags": ["vip"]}),
+                now - 1_000,
+            )],
+        )
+        .await;
+    // T2's later rename arrives first; T1's earlier rename and tag edit after.
+    let mut later = change(
+        "S1/T2",
+        "customer",
+        &id,
+        json!({"name": "Asha R"}),
+        now - 100,
+    );
+    later["before"] = json!({"name": "Asha"});
+    server.push_ok(&t2, vec![later]).await;
+    let mut earlier = change(
+        "S1/T1",
+        "customer",
+        &id,
+        json!({"name": "Asha Rao", "notes": "likes tea", "tags": ["vip", "wholesale"]}),
+        now - 500,
+    );
+    earlier["before"] = json!({"name": "Asha", "notes": "", "tags": ["vip"]});
+    let results = server.push_ok(&t1, vec![earlier]).await;
+    assert_eq!(outcome(&results[0]), ("accepted", None));
+
+    let (pulled, _) = server.pull_all(&t2, 10).await;
+    let last = &pulled[2];
+    assert_eq!(
+        last["fields"],
+        json!({"name": "Asha R", "notes": "likes tea", "tags": ["vip", "wholesale"]}),
+        "the effective change carries the winner of every field it touched"
+    );
+    assert_eq!(last["before"]["name"], json!("Asha R"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn clocks_far_ahead_are_clamped_and_counted() {
+    let server = Server::start().await;
+    let t1 = server.enroll("t1", "S1", "T1").await;
+    let id = Uuid::now_v7().to_string();
+    let before = now_ms();
+    let ahead = change(
+        "S1/T1",
+        "customer",
+        &id,
+        json!({"name": "A"}),
+        before + 86_400_000,
+    );
+    assert_eq!(
+        outcome(&server.push_ok(&t1, vec![ahead]).await[0]).0,
+        "accepted"
+    );
+    let (pulled, _) = server.pull_all(&t1, 10).await;
+    let wall: i64 = pulled[0]["hlc"].as_str().expect("hlc")[..15]
+        .parse()
+        .expect("wall");
+    assert!(wall >= before && wall <= now_ms(), "clamped to server time");
+    let devices = server.storage.list_devices("t1").await.expect("devices");
+    assert_eq!(devices[0].clock_clamps, 1);
+    assert!(devices[0].last_seen_ms.is_some());
+    server.stop().await;
+}
+
+/// Sends `method path` with `authorization` (raw header value, if any).
+async fn send_auth(
+    server: &Server,
+    method: Method,
+    path: &str,
+    authorization: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = server.request(method.clone(), path, None);
+    if let Some(value) = authorization {
+        req = req.header("authorization", value);
+    }
+    if method == Method::POST {
+        req = req.json(&json!({"changes": []}));
+    }
+    let resp = req.send().await.expect("send");
+    (resp.status(), resp.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_refused_on_every_endpoint() {
+    let server = Server::start().await;
+    let token = server.enroll("t1", "S1", "T1").await;
+    let unknown = auth::new_token();
+    let endpoints = [
+        (Method::POST, "/v1/push"),
+        (Method::GET, "/v1/pull?cursor=0"),
+    ];
+    for (method, path) in &endpoints {
+        let (status, _) = send_auth(
+            &server,
+            method.clone(),
+            path,
+            Some(&format!("Bearer {token}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{path} with a good token");
+        for bad in [
+            None,
+            Some("Basic dXNlcjpwYXNz".to_string()),
+            Some("Bearer".to_string()),
+            Some("Bearer nonsense".to_string()),
+            Some(format!("Bearer {unknown}")),
+            Some(format!("bearer {token}")),
+            Some(format!("Bearer {}x", token)),
+        ] {
+            let (status, body) = send_auth(&server, method.clone(), path, bad.as_deref()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {bad:?}");
+            assert_eq!(body["code"], json!("unauthorized"), "{path} {bad:?}");
+        }
+    }
+    server
+        .storage
+        .revoke_device(&scope("t1", "S1", "T1"), now_ms())
+        .await
+        .expect("revoke");
+    for (method, path) in &endpoints {
+        let (status, body) = send_auth(
+            &server,
+            method.clone(),
+            path,
+            Some(&format!("Bearer {token}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} revoked");
+        assert_eq!(body["code"], json!("device_revoked"));
+    }
+    // Enrolling again issues a new token; the old one stays dead.
+    let fresh = server.enroll("t1", "S1", "T1").await;
+    let (status, _) = send_auth(
+        &server,
+        Method::GET,
+        "/v1/pull",
+        Some(&format!("Bearer {fresh}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send_auth(
+        &server,
+        Method::GET,
+        "/v1/pull",
+        Some(&format!("Bearer {token}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn no_device_reads_or_writes_another_tenants_or_stores_data() {
+    let server = Server::start().await;
+    let s1 = server.enroll("t1", "S1", "T1").await;
+    let s2 = server.enroll("t1", "S2", "T1").await;
+    let other = server.enroll("t2", "S1", "T1").await;
+    let till_s1 = till(server.dir.path(), "t1", "S1", "T1");
+    let till_s2 = till(server.dir.path(), "t1", "S2", "T1");
+    let (customer, bill) = customer_with_bill(&till_s1, "Asha Rao", "98765 43210");
+    let (_, s2_bill) = customer_with_bill(&till_s2, "Ravi", "98765 43219");
+    server
+        .push_ok(&s1, outbox(&till_s1, &[customer.clone(), bill.clone()]))
+        .await;
+    let s2_changes = outbox(&till_s2, std::slice::from_ref(&s2_bill));
+    server.push_ok(&s2, s2_changes.clone()).await;
+    let (baseline, head) = server.pull_all(&s1, 100).await;
+    let wall = now_ms();
+
+    // Writes through every field that names a tenant, store or device.
+    let new_bill = Uuid::now_v7().to_string();
+    let attempts = [
+        (
+            "update another store's bill",
+            &s1,
+            change("S1/T1", "bill", &s2_bill, json!({"status": "voided"}), wall),
+            "forbidden",
+        ),
+        (
+            "create a bill for another store",
+            &s1,
+            change(
+                "S1/T1",
+                "bill",
+                &new_bill,
+                json!({"store_id": "S2", "device_id": "T1", "status": "open"}),
+                wall,
+            ),
+            "forbidden",
+        ),
+        (
+            "create a bill as another device",
+            &s1,
+            change(
+                "S1/T1",
+                "bill",
+                &new_bill,
+                json!({"store_id": "S1", "device_id": "T2", "status": "open"}),
+                wall,
+            ),
+            "forbidden",
+        ),
+        (
+            "stamp a change as another device",
+            &s1,
+            change("S2/T1", "customer", &customer, json!({"name": "X"}), wall),
+            "forbidden",
+        ),
+        (
+            "replay another store's change",
+            &s1,
+            s2_changes[0].clone(),
+            "forbidden",
+        ),
+        (
+            "update another tenant's customer",
+            &other,
+            change("S1/T1", "customer", &customer, json!({"notes": "x"}), wall),
+            "unknown_record",
+        ),
+        (
+            "update another tenant's bill",
+            &other,
+            change("S1/T1", "bill", &bill, json!({"status": "voided"}), wall),
+            "unknown_record",
+        ),
+        (
+            "set a server-owned field",
+            &s1,
+            change(
+                "S1/T1",
+                "customer",
+                &customer,
+                json!({"merged_into": Uuid::now_v7().to_string()}),
+                wall,
+            ),
+            "forbidden",
+        ),
+    ];
+    for (name, token, c, reason) in attempts {
+        let results = server.push_ok(token, vec![c]).await;
+        assert_eq!(outcome(&results[0]), ("rejected", Some(reason)), "{name}");
+    }
+    // Another tenant may reuse an id; it lands in its own space only.
+    let squat = change(
+        "S1/T1",
+        "customer",
+        &customer,
+        json!({"name": "Mallory"}),
+        wall,
+    );
+    assert_eq!(
+        outcome(&server.push_ok(&other, vec![squat]).await[0]).0,
+        "accepted"
+    );
+
+    let (after, cursor) = server.pull_all(&s1, 100).await;
+    assert_eq!(after, baseline, "t1/S1 sees nothing new");
+    assert_eq!(cursor, head);
+    let (theirs, _) = server.pull_all(&other, 100).await;
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0]["fields"]["name"], json!("Mallory"));
+
+    // Read parameters: the scope comes from the token, whatever the query says.
+    let (_, plain) = server.pull(&s1, "cursor=0&limit=100").await;
+    let (_, forged) = server
+        .pull(&s1, "cursor=0&limit=100&tenant=t2&store=S2&device=T1")
+        .await;
+    assert_eq!(plain, forged);
+    for (query, status, code) in [
+        ("cursor=-1", StatusCode::BAD_REQUEST, "bad_request"),
+        ("cursor=abc", StatusCode::BAD_REQUEST, "bad_request"),
+        ("limit=0", StatusCode::BAD_REQUEST, "bad_request"),
+        ("cursor=1000000", StatusCode::GONE, "rebootstrap_required"),
+    ] {
+        let (got, body) = server.pull(&other, query).await;
+        assert_eq!(
+            (got, body["code"].as_str()),
+            (status, Some(code)),
+            "{query}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unsupported_protocol_version_gets_a_clear_answer() {
+    let server = Server::start().await;
+    let token = server.enroll("t1", "S1", "T1").await;
+    for (method, path) in [(Method::POST, "/v1/push"), (Method::GET, "/v1/pull")] {
+        for version in [None, Some("0"), Some("2"), Some("one")] {
+            let mut req = server
+                .http
+                .request(method.clone(), format!("{}{path}", server.base))
+                .bearer_auth(&token)
+                .json(&json!({"changes": []}));
+            if let Some(v) = version {
+                req = req.header(PROTOCOL_HEADER, v);
+            }
+            let resp = req.send().await.expect("send");
+            assert_eq!(
+                resp.status(),
+                StatusCode::UPGRADE_REQUIRED,
+                "{path} {version:?}"
+            );
+            let body: Value = resp.json().await.expect("json");
+            assert_eq!(body["code"], json!("unsupported_protocol_version"));
+            assert_eq!(body["supported_versions"], json!([1, 1]));
+        }
+    }
+    server.stop().await;
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+#[tokio::test]
+async fn bodies_and_batches_are_capped_and_gzip_works_both_ways() {
+    let limits = Limits {
+        max_body_bytes: 64 * 1024,
+        ..Limits::default()
+    };
+    let server = Server::start_with(limits).await;
+    let token = server.enroll("t1", "S1", "T1").await;
+    let id = Uuid::now_v7().to_string();
+    let wall = now_ms();
+
+    let huge = change(
+        "S1/T1",
+        "customer",
+        &id,
+        json!({"name": "A", "x": "n".repeat(100_000)}),
+        wall,
+    );
+    let (status, body) = server.push(&token, vec![huge.clone()]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+
+    // Small on the wire, too large once inflated.
+    let bomb = gzip(&serde_json::to_vec(&json!({"changes": [huge]})).expect("json"));
+    assert!(bomb.len() < 64 * 1024);
+    let resp = server
+        .request(Method::POST, "/v1/push", Some(&token))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let tiny: Vec<Value> = (0..=MAX_PUSH_BATCH).map(|_| json!(0)).collect();
+    let (status, body) = server.push(&token, tiny).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("batch_too_large"))
+    );
+
+    // A gzip request body is accepted.
+    let ok = change(
+        "S1/T1",
+        "customer",
+        &id,
+        json!({"name": "Asha", "notes": "tea ".repeat(500).trim()}),
+        wall,
+    );
+    let resp = server
+        .request(Method::POST, "/v1/push", Some(&token))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip(
+            &serde_json::to_vec(&json!({"changes": [ok]})).expect("json"),
+        ))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["results"][0]["outcome"], json!("accepted"));
+
+    // A response is gzipped for a client that accepts it.
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("client");
+    let resp = raw
+        .get(format!("{}/v1/pull?cursor=0", server.base))
+        .header(PROTOCOL_HEADER, "1")
+        .header("accept-encoding", "gzip")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_request_ids_and_unknown_routes() {
+    let server = Server::start().await;
+    let get = |path: &str| server.http.get(format!("{}{path}", server.base)).send();
+    let health = get("/healthz").await.expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(health.headers().contains_key("x-request-id"));
+    assert_eq!(
+        get("/readyz").await.expect("readyz").status(),
+        StatusCode::OK
+    );
+    let missing = get("/v2/anything").await.expect("404");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let body: Value = missing.json().await.expect("json");
+    assert_eq!(body["code"], json!("not_found"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pushes_never_make_a_concurrent_pull_skip_a_change() {
+    let server = Arc::new(Server::start().await);
+    let mut writers = Vec::new();
+    for device in ["T1", "T2", "T3"] {
+        let token = server.enroll("t1", "S1", device).await;
+        let server = Arc::clone(&server);
+        writers.push(tokio::spawn(async move {
+            for round in 0..15 {
+                let batch = (0..4)
+                    .map(|i| {
+                        let node = format!("S1/{device}");
+                        let id = Uuid::now_v7().to_string();
+                        change(
+                            &node,
+                            "customer",
+                            &id,
+                            json!({"name": format!("N{round}-{i}")}),
+                            1_000 + round,
+                        )
+                    })
+                    .collect();
+                server.push_ok(&token, batch).await;
+            }
+        }));
+    }
+    // A reader pulling all along, never re-reading: it must end with every change.
+    let reader = server.enroll("t1", "S2", "T1").await;
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    let total = 3 * 15 * 4;
+    for _ in 0..10_000 {
+        let (status, page) = server
+            .pull(&reader, &format!("cursor={cursor}&limit=7"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        for c in page["changes"].as_array().expect("changes") {
+            seen.push(c["server_seq"].as_i64().expect("seq"));
+        }
+        cursor = page["cursor"].as_i64().expect("cursor");
+        if seen.len() == total {
+            break;
+        }
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let expected: Vec<i64> = (1..=total as i64).collect();
+    assert_eq!(
+        seen, expected,
+        "every sequence once, in order, none skipped"
+    );
+    match Arc::try_unwrap(server) {
+        Ok(server) => server.stop().await,
+        Err(_) => panic!("server still shared"),
+    }
+}
