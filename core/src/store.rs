@@ -143,13 +143,14 @@ impl Writer<'_> {
 
     /// Advances the gapless counter `name` and returns its new value.
     pub fn next_in_sequence(&self, name: &str) -> Result<i64> {
-        Ok(self.tx.query_row(
-            "INSERT INTO sequences (name, last) VALUES (?1, 1)
-             ON CONFLICT (name) DO UPDATE SET last = last + 1
-             RETURNING last",
-            [name],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .tx
+            .prepare_cached(
+                "INSERT INTO sequences (name, last) VALUES (?1, 1)
+                 ON CONFLICT (name) DO UPDATE SET last = last + 1
+                 RETURNING last",
+            )?
+            .query_row([name], |r| r.get(0))?)
     }
 }
 
@@ -178,7 +179,7 @@ impl Store {
         }
 
         let mut conn = Connection::open(&options.path)?;
-        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        configure(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -306,10 +307,25 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
-        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
-        conn.set_prepared_statement_cache_capacity(64);
+        configure(&conn)?;
         Ok(conn)
     }
+}
+
+/// Settings every connection of a store shares.
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    // The bundled SQLite has STAT4, under which a bound LIMIT or range value
+    // makes SQLite re-plan the statement on every call; the query planner
+    // stability guarantee keeps the cached plan. A history page took 65.8 us
+    // with re-planning and 23.4 us without (callgrind: sqlite3Reprepare was
+    // 26% of the instructions), measured with `cargo bench -p till-core --bench store`.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
 }
 
 /// Records the identity in a new file; refuses a file of someone else.

@@ -336,6 +336,10 @@ pub(crate) const COLUMNS: &str = "rid, id, number, store_id, device_id, staff_id
      discount_total, tax_total, total, paid_total, change_due, refunded_total, opened_at, \
      closed_at, voided_at, chain_pos, prev_hash, hash, version";
 
+/// Columns read by [`BillSummary::from_row`], in order.
+pub(crate) const SUMMARY_COLUMNS: &str =
+    "rid, id, number, kind, status, total, refunded_total, currency, opened_at, closed_at";
+
 /// Line columns read by [`BillLine::from_row`].
 pub(crate) const LINE_COLUMNS: &str = "line_no, product_code, name, qty_milli, unit_price, \
      discount, tax_category, tax_rate_bp, bill_discount, net, tax, gross, refund_of_line, \
@@ -413,6 +417,26 @@ impl Bill {
             opened_at_ms: self.opened_at_ms,
             closed_at_ms: self.closed_at_ms,
         }
+    }
+}
+
+impl BillSummary {
+    /// Reads a row selected with [`SUMMARY_COLUMNS`]; returns it with its rowid.
+    pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<(i64, BillSummary)> {
+        Ok((
+            row.get(0)?,
+            BillSummary {
+                id: parse(row, 1)?,
+                number: row.get(2)?,
+                kind: parse(row, 3)?,
+                status: parse(row, 4)?,
+                total: row.get(5)?,
+                refunded_total: row.get(6)?,
+                currency: row.get(7)?,
+                opened_at_ms: row.get(8)?,
+                closed_at_ms: row.get(9)?,
+            },
+        ))
     }
 }
 

@@ -118,14 +118,47 @@ pub(crate) fn record(
     Ok(())
 }
 
+/// Appends the change that turns `before` (nothing, for a new record) into
+/// `after`: the fields that differ, with their old values. `derived` names
+/// fields the log leaves out because replaying the others recreates them.
+pub(crate) fn record_diff<T: Serialize>(
+    w: &mut Writer<'_>,
+    entity: &str,
+    entity_id: &str,
+    op: &str,
+    before: Option<&T>,
+    after: &T,
+    derived: &[&str],
+) -> Result<()> {
+    let fields_of = |record: &T| -> Result<Value> {
+        let mut value = serde_json::to_value(record)?;
+        if let Some(map) = value.as_object_mut() {
+            for field in derived {
+                map.remove(*field);
+            }
+        }
+        Ok(value)
+    };
+    let (fields, previous) = match before {
+        Some(before) => diff(&fields_of(before)?, &fields_of(after)?),
+        // A new record: every field that has a value is new, and there is
+        // no before-image.
+        None => match fields_of(after)? {
+            Value::Object(mut map) => {
+                map.retain(|_, v| !v.is_null());
+                (map, Fields::new())
+            }
+            _ => (Fields::new(), Fields::new()),
+        },
+    };
+    record(w, entity, entity_id, op, &fields, &previous)
+}
+
 /// The newest stamp this device wrote, to keep its clock monotonic across restarts.
 pub(crate) fn last_local_stamp(conn: &Connection) -> Result<Option<Hlc>> {
     let text: Option<String> = conn
-        .query_row(
-            "SELECT hlc FROM changes WHERE origin = 'local' ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT hlc FROM changes WHERE origin = 'local' ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
         .optional()?;
     text.map(|t| {
         t.parse()

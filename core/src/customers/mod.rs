@@ -11,20 +11,20 @@ pub mod normalize;
 
 use chrono::Datelike;
 use rusqlite::{named_params, OptionalExtension};
-use serde_json::Value;
 use uuid::Uuid;
 
 pub use list::{CustomerOrder, CustomerQuery};
 pub(crate) use model::COLUMNS;
 pub use model::{Address, Customer, CustomerUpdate, Email, NewCustomer, Phone, Stage};
 
-use crate::changes::diff;
 use crate::error::{Entity, Error, Result};
 use crate::search::fts;
 use crate::store::{Store, Writer};
 
 /// The `entity` of customer changes in the change log.
 pub(crate) const ENTITY: &str = "customer";
+/// Fields the change log leaves out: the id is the entity id, the rest is bookkeeping.
+const DERIVED: &[&str] = &["id", "version", "updated_at_ms"];
 
 /// Applies `update` to `current`, validating and normalising every field it sets.
 pub(crate) fn apply(
@@ -121,17 +121,6 @@ impl From<NewCustomer> for CustomerUpdate {
             birthday: Some(n.birthday),
         }
     }
-}
-
-/// The fields of a customer as the change log records them.
-fn change_fields(c: &Customer) -> Result<Value> {
-    let mut value = serde_json::to_value(c)?;
-    if let Some(map) = value.as_object_mut() {
-        for derived in ["id", "version", "updated_at_ms"] {
-            map.remove(derived);
-        }
-    }
-    Ok(value)
 }
 
 /// Refuses an identity phone or email that a live customer other than `rid` holds.
@@ -246,12 +235,7 @@ pub(crate) fn put(
         }
     }
     fts::index_customer(&w.tx, rid, after)?;
-    let old = before
-        .map(change_fields)
-        .transpose()?
-        .unwrap_or(Value::Null);
-    let (fields, previous) = diff(&old, &change_fields(after)?);
-    crate::changes::record(w, ENTITY, &after.id.to_string(), op, &fields, &previous)?;
+    crate::changes::record_diff(w, ENTITY, &after.id.to_string(), op, before, after, DERIVED)?;
     Ok(rid)
 }
 
@@ -263,18 +247,33 @@ pub(crate) fn load(w: &Writer<'_>, id: Uuid) -> Result<(i64, Customer)> {
         .ok_or_else(|| Error::not_found(Entity::Customer, id))
 }
 
-/// Loads a live customer (following merges to the survivor) for writing.
-pub(crate) fn load_live(w: &Writer<'_>, id: Uuid) -> Result<(i64, Customer)> {
-    let mut current = load(w, id)?;
+/// The id of the live customer behind `id`, following merges to the
+/// survivor; a deleted customer (or a broken merge chain) is not found.
+pub(crate) fn resolve_live(conn: &rusqlite::Connection, id: Uuid) -> Result<Uuid> {
+    let mut stmt =
+        conn.prepare_cached("SELECT merged_into, deleted_at FROM customers WHERE id = ?1")?;
+    let mut current = id;
     // Merges can chain (A into B, B into C); the bound guards against a cycle in bad data.
     for _ in 0..16 {
-        match current.1.merged_into {
-            Some(survivor) => current = load(w, survivor)?,
-            None if current.1.deleted_at_ms.is_none() => return Ok(current),
-            None => break,
+        let row: Option<(Option<String>, Option<i64>)> = stmt
+            .query_row([current.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match row {
+            Some((Some(survivor), _)) => {
+                current = survivor
+                    .parse()
+                    .map_err(|_| Error::invalid("merged_into", "is not a customer id"))?;
+            }
+            Some((None, None)) => return Ok(current),
+            _ => break,
         }
     }
     Err(Error::not_found(Entity::Customer, id))
+}
+
+/// Loads a live customer (following merges to the survivor) for writing.
+pub(crate) fn load_live(w: &Writer<'_>, id: Uuid) -> Result<(i64, Customer)> {
+    load(w, resolve_live(&w.tx, id)?)
 }
 
 impl Store {
@@ -320,15 +319,13 @@ impl Store {
 
     /// The live customer with `id`; a merged-away id yields its survivor.
     pub fn customer(&self, id: Uuid) -> Result<Customer> {
-        let mut current = self.customer_including_deleted(id)?;
-        for _ in 0..16 {
-            match current.merged_into {
-                Some(survivor) => current = self.customer_including_deleted(survivor)?,
-                None if current.deleted_at_ms.is_none() => return Ok(current),
-                None => break,
-            }
-        }
-        Err(Error::not_found(Entity::Customer, id))
+        self.read(|conn| {
+            let live = resolve_live(conn, id)?;
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM customers WHERE id = ?1"))?
+                .query_row([live.to_string()], Customer::from_row)
+                .map(|(_, c)| c)
+                .map_err(Error::from)
+        })
     }
 
     /// The customer with `id` as stored, deleted and merged ones included.

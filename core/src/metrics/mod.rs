@@ -202,8 +202,10 @@ pub(crate) fn summary(customer_id: Uuid, m: &Metrics, currency: &str) -> Custome
 impl Store {
     /// Visits, spend and visit dates of a customer; one indexed read.
     pub fn customer_summary(&self, customer_id: Uuid) -> Result<CustomerSummary> {
-        let customer = self.customer(customer_id)?;
-        let m = self.read(|conn| stored(conn, &customer.id.to_string()))?;
-        Ok(summary(customer.id, &m, self.currency().code()))
+        let (id, m) = self.read(|conn| {
+            let id = crate::customers::resolve_live(conn, customer_id)?;
+            Ok((id, stored(conn, &id.to_string())?))
+        })?;
+        Ok(summary(id, &m, self.currency().code()))
     }
 }
