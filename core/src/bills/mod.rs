@@ -71,7 +71,7 @@ pub(crate) fn load(conn: &Connection, key: &str, by_number: bool) -> Result<(i64
 }
 
 /// The fields of a bill as the change log records them.
-fn change_fields(bill: &Bill) -> Result<Value> {
+pub(crate) fn change_fields(bill: &Bill) -> Result<Value> {
     let mut value = serde_json::to_value(bill)?;
     if let Some(map) = value.as_object_mut() {
         map.remove("id");
@@ -88,6 +88,24 @@ fn put(
     before: Option<&Bill>,
     after: &Bill,
     op: &str,
+) -> Result<i64> {
+    let rid = write_row(w, rid, before, after)?;
+    let old = before
+        .map(change_fields)
+        .transpose()?
+        .unwrap_or(Value::Null);
+    let (fields, previous) = diff(&old, &change_fields(after)?);
+    crate::changes::record(w, ENTITY, &after.id.to_string(), op, &fields, &previous)?;
+    Ok(rid)
+}
+
+/// Writes `after` (new when `rid` is `None`) with its lines and payments,
+/// recording no change: [`put`] for local edits, sync for pulled ones.
+pub(crate) fn write_row(
+    w: &Writer<'_>,
+    rid: Option<i64>,
+    before: Option<&Bill>,
+    after: &Bill,
 ) -> Result<i64> {
     let rid: i64 =
         w.tx.prepare_cached(
@@ -194,12 +212,6 @@ fn put(
             })?;
         }
     }
-    let old = before
-        .map(change_fields)
-        .transpose()?
-        .unwrap_or(Value::Null);
-    let (fields, previous) = diff(&old, &change_fields(after)?);
-    crate::changes::record(w, ENTITY, &after.id.to_string(), op, &fields, &previous)?;
     Ok(rid)
 }
 

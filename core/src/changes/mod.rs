@@ -44,11 +44,11 @@ pub struct Change {
     pub at_ms: i64,
 }
 
-const CHANGE_COLUMNS: &str =
+pub(crate) const CHANGE_COLUMNS: &str =
     "seq, change_id, entity, entity_id, op, fields, before, hlc, device_id, staff_id, at";
 
 impl Change {
-    fn from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Change)> {
+    pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Change)> {
         let json = |i: usize| -> rusqlite::Result<Fields> {
             let text: Option<String> = row.get(i)?;
             text.map(|t| serde_json::from_str(&t))

@@ -124,7 +124,7 @@ impl From<NewCustomer> for CustomerUpdate {
 }
 
 /// The fields of a customer as the change log records them.
-fn change_fields(c: &Customer) -> Result<Value> {
+pub(crate) fn change_fields(c: &Customer) -> Result<Value> {
     let mut value = serde_json::to_value(c)?;
     if let Some(map) = value.as_object_mut() {
         for derived in ["id", "version", "updated_at_ms"] {
@@ -135,7 +135,7 @@ fn change_fields(c: &Customer) -> Result<Value> {
 }
 
 /// Refuses an identity phone or email that a live customer other than `rid` holds.
-fn check_unique(w: &Writer<'_>, c: &Customer, rid: Option<i64>) -> Result<()> {
+pub(crate) fn check_unique(w: &Writer<'_>, c: &Customer, rid: Option<i64>) -> Result<()> {
     if !c.is_live() {
         return Ok(());
     }
@@ -179,6 +179,25 @@ pub(crate) fn put(
     op: &str,
 ) -> Result<i64> {
     check_unique(w, after, rid)?;
+    let rid = write_row(w, rid, before, after)?;
+    let old = before
+        .map(change_fields)
+        .transpose()?
+        .unwrap_or(Value::Null);
+    let (fields, previous) = diff(&old, &change_fields(after)?);
+    crate::changes::record(w, ENTITY, &after.id.to_string(), op, &fields, &previous)?;
+    Ok(rid)
+}
+
+/// Writes `after` (a new customer when `rid` is `None`), its tags and its
+/// search row, recording no change: [`put`] for local edits, sync for pulled
+/// ones (which it records as the server's).
+pub(crate) fn write_row(
+    w: &Writer<'_>,
+    rid: Option<i64>,
+    before: Option<&Customer>,
+    after: &Customer,
+) -> Result<i64> {
     let rid = {
         let mut stmt = w.tx.prepare_cached(
             "INSERT INTO customers (rid, id, number, name, name_key, phone_raw, phone_e164,
@@ -246,12 +265,6 @@ pub(crate) fn put(
         }
     }
     fts::index_customer(&w.tx, rid, after)?;
-    let old = before
-        .map(change_fields)
-        .transpose()?
-        .unwrap_or(Value::Null);
-    let (fields, previous) = diff(&old, &change_fields(after)?);
-    crate::changes::record(w, ENTITY, &after.id.to_string(), op, &fields, &previous)?;
     Ok(rid)
 }
 
