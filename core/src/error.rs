@@ -83,6 +83,11 @@ pub enum Error {
         supported: i64,
     },
 
+    /// Sync with the server did not complete; the variant says whether
+    /// trying later can help. Local data is intact and nothing half-applied.
+    #[error("sync: {0}")]
+    Sync(#[from] crate::sync::SyncError),
+
     /// SQLite failed (disk full, corruption, locked beyond the busy timeout, ...).
     #[error("storage: {0}")]
     Storage(#[from] rusqlite::Error),

@@ -39,4 +39,8 @@ pub use portability::{
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use search::{BillHit, BillMatch, CustomerHit, Match, MatchField, MatchKind, SEARCH_LIMIT_MAX};
 pub use store::{Identity, Store, StoreOptions};
+pub use sync::{
+    NoopObserver, QuarantinedChange, SyncClient, SyncConfig, SyncError, SyncObserver, SyncStatus,
+    SyncSummary,
+};
 pub use verify::{Problem, VerifyReport};

@@ -141,6 +141,15 @@ impl Writer<'_> {
         next
     }
 
+    /// Moves this device's clock past `seen`, a stamp pulled from the
+    /// server, so a local edit made after seeing a remote one is stamped
+    /// after it (the receive rule of a hybrid logical clock).
+    pub fn observe(&mut self, seen: &Hlc) {
+        if self.last_stamp.as_ref() < Some(seen) {
+            *self.last_stamp = Some(seen.clone());
+        }
+    }
+
     /// Advances the gapless counter `name` and returns its new value.
     pub fn next_in_sequence(&self, name: &str) -> Result<i64> {
         Ok(self

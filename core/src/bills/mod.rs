@@ -70,6 +70,11 @@ pub(crate) fn load(conn: &Connection, key: &str, by_number: bool) -> Result<(i64
     Ok((rid, bill))
 }
 
+/// The fields of a bill as the change log records them.
+pub(crate) fn change_fields(bill: &Bill) -> Result<serde_json::Value> {
+    crate::changes::fields_of(bill, DERIVED)
+}
+
 /// Writes `after` (new when `rid` is `None`) with its lines and payments, and
 /// a change record of what differs from `before`.
 fn put(
@@ -78,6 +83,19 @@ fn put(
     before: Option<&Bill>,
     after: &Bill,
     op: &str,
+) -> Result<i64> {
+    let rid = write_row(w, rid, before, after)?;
+    crate::changes::record_diff(w, ENTITY, &after.id.to_string(), op, before, after, DERIVED)?;
+    Ok(rid)
+}
+
+/// Writes `after` (new when `rid` is `None`) with its lines and payments,
+/// recording no change: [`put`] for local edits, sync for pulled ones.
+pub(crate) fn write_row(
+    w: &Writer<'_>,
+    rid: Option<i64>,
+    before: Option<&Bill>,
+    after: &Bill,
 ) -> Result<i64> {
     let rid: i64 =
         w.tx.prepare_cached(
@@ -184,7 +202,6 @@ fn put(
             })?;
         }
     }
-    crate::changes::record_diff(w, ENTITY, &after.id.to_string(), op, before, after, DERIVED)?;
     Ok(rid)
 }
 

@@ -44,11 +44,11 @@ pub struct Change {
     pub at_ms: i64,
 }
 
-const CHANGE_COLUMNS: &str =
+pub(crate) const CHANGE_COLUMNS: &str =
     "seq, change_id, entity, entity_id, op, fields, before, hlc, device_id, staff_id, at";
 
 impl Change {
-    fn from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Change)> {
+    pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Change)> {
         let json = |i: usize| -> rusqlite::Result<Fields> {
             let text: Option<String> = row.get(i)?;
             text.map(|t| serde_json::from_str(&t))
@@ -118,6 +118,18 @@ pub(crate) fn record(
     Ok(())
 }
 
+/// A record as the change log holds it: its fields as JSON, less the
+/// `derived` ones that replaying the others recreates.
+pub(crate) fn fields_of<T: Serialize>(record: &T, derived: &[&str]) -> Result<Value> {
+    let mut value = serde_json::to_value(record)?;
+    if let Some(map) = value.as_object_mut() {
+        for field in derived {
+            map.remove(*field);
+        }
+    }
+    Ok(value)
+}
+
 /// Appends the change that turns `before` (nothing, for a new record) into
 /// `after`: the fields that differ, with their old values. `derived` names
 /// fields the log leaves out because replaying the others recreates them.
@@ -130,20 +142,11 @@ pub(crate) fn record_diff<T: Serialize>(
     after: &T,
     derived: &[&str],
 ) -> Result<()> {
-    let fields_of = |record: &T| -> Result<Value> {
-        let mut value = serde_json::to_value(record)?;
-        if let Some(map) = value.as_object_mut() {
-            for field in derived {
-                map.remove(*field);
-            }
-        }
-        Ok(value)
-    };
     let (fields, previous) = match before {
-        Some(before) => diff(&fields_of(before)?, &fields_of(after)?),
+        Some(before) => diff(&fields_of(before, derived)?, &fields_of(after, derived)?),
         // A new record: every field that has a value is new, and there is
         // no before-image.
-        None => match fields_of(after)? {
+        None => match fields_of(after, derived)? {
             Value::Object(mut map) => {
                 map.retain(|_, v| !v.is_null());
                 (map, Fields::new())

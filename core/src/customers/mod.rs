@@ -123,8 +123,13 @@ impl From<NewCustomer> for CustomerUpdate {
     }
 }
 
+/// The fields of a customer as the change log records them.
+pub(crate) fn change_fields(c: &Customer) -> Result<serde_json::Value> {
+    crate::changes::fields_of(c, DERIVED)
+}
+
 /// Refuses an identity phone or email that a live customer other than `rid` holds.
-fn check_unique(w: &Writer<'_>, c: &Customer, rid: Option<i64>) -> Result<()> {
+pub(crate) fn check_unique(w: &Writer<'_>, c: &Customer, rid: Option<i64>) -> Result<()> {
     if !c.is_live() {
         return Ok(());
     }
@@ -168,6 +173,20 @@ pub(crate) fn put(
     op: &str,
 ) -> Result<i64> {
     check_unique(w, after, rid)?;
+    let rid = write_row(w, rid, before, after)?;
+    crate::changes::record_diff(w, ENTITY, &after.id.to_string(), op, before, after, DERIVED)?;
+    Ok(rid)
+}
+
+/// Writes `after` (a new customer when `rid` is `None`), its tags and its
+/// search row, recording no change: [`put`] for local edits, sync for pulled
+/// ones (which it records as the server's).
+pub(crate) fn write_row(
+    w: &Writer<'_>,
+    rid: Option<i64>,
+    before: Option<&Customer>,
+    after: &Customer,
+) -> Result<i64> {
     let rid = {
         let mut stmt = w.tx.prepare_cached(
             "INSERT INTO customers (rid, id, number, name, name_key, phone_raw, phone_e164,
@@ -235,7 +254,6 @@ pub(crate) fn put(
         }
     }
     fts::index_customer(&w.tx, rid, after)?;
-    crate::changes::record_diff(w, ENTITY, &after.id.to_string(), op, before, after, DERIVED)?;
     Ok(rid)
 }
 

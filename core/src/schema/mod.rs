@@ -11,7 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Brings the database at `conn` to [`VERSION`], creating it when empty.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -45,6 +45,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
             // upgraded file finds them exactly as a fresh one would.
             crate::search::fts::reindex_digits(conn)?;
         }
+        2 => conn.execute_batch(include_str!("v3.sql"))?,
         _ => unreachable!("no upgrade step from version {version}"),
     }
     Ok(())

@@ -1,0 +1,258 @@
+//! Applying pulled server changes to the local store: the "apply" phase of
+//! sync. A page is applied, recorded and the cursor advanced in the one
+//! write transaction the caller holds, so a crash or a lost connection
+//! leaves either the whole page or none of it.
+//!
+//! The rule (the server's log holds *effective* changes: each entry lists
+//! every field its change touched, valued as the server resolved it): a
+//! pulled field is applied unless a local change still waiting in the outbox
+//! touches it. That local change will reach the server, and its own entry,
+//! coming back in a later pull, carries the server's verdict for the field;
+//! so devices converge without keeping per-field clocks.
+//!
+//! Guarantees:
+//! - pulled records go through the same row writers as local edits, so the
+//!   FTS rows, tags and (after commit) the ranked index follow;
+//! - every pulled change is recorded in the change log with origin `remote`
+//!   (history shows it; the outbox never holds it); a change this device
+//!   made itself is already there and is not recorded twice;
+//! - bills of other devices are stored outside this device's hash chain
+//!   (`chain_pos` is NULL: the server verifies their chains), and the metrics
+//!   of every customer a pulled bill touches are recomputed from the bills
+//!   in the same transaction;
+//! - fields this build does not know are kept in the record's `extra`;
+//! - an entry that cannot be applied (a record this device never saw
+//!   created) is recorded and skipped with a warning, never blocking the log.
+
+use std::collections::BTreeSet;
+
+use rusqlite::named_params;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::protocol::ServerChange;
+use crate::bills::{self, Bill};
+use crate::changes::Change;
+use crate::clock::Hlc;
+use crate::customers::{self, Customer};
+use crate::error::{Error, Result};
+use crate::store::Writer;
+
+/// What applying one page did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Applied {
+    /// Entries that changed a local record.
+    pub changed: usize,
+    /// Entries skipped (unknown entity, or a record never seen created).
+    pub skipped: usize,
+}
+
+/// Applies `changes` (one pulled page, by ascending server sequence).
+pub(crate) fn apply_page(w: &mut Writer<'_>, changes: &[ServerChange]) -> Result<Applied> {
+    let mut applied = Applied::default();
+    for sc in changes {
+        let change = &sc.change;
+        if let Ok(stamp) = change.hlc.parse::<Hlc>() {
+            w.observe(&stamp);
+        }
+        record_remote(w, change)?;
+        let did = match change.entity.as_str() {
+            customers::ENTITY => apply_customer(w, change)?,
+            bills::ENTITY => apply_bill(w, change)?,
+            _ => None,
+        };
+        match did {
+            Some(true) => applied.changed += 1,
+            Some(false) => {}
+            None => {
+                tracing::warn!(
+                    server_seq = sc.server_seq,
+                    entity = %change.entity,
+                    "pulled change skipped: unknown entity or record"
+                );
+                applied.skipped += 1;
+            }
+        }
+    }
+    Ok(applied)
+}
+
+/// Records a pulled change in the change log as the server's; a change
+/// already there (one this device made) is left as it is.
+fn record_remote(w: &Writer<'_>, change: &Change) -> Result<()> {
+    w.tx.prepare_cached(
+        "INSERT INTO changes (change_id, entity, entity_id, op, fields, before, hlc,
+                              device_id, staff_id, at, origin, pushed_at)
+         VALUES (:change_id, :entity, :entity_id, :op, :fields, :before, :hlc,
+                 :device, :staff, :at, 'remote', :now)
+         ON CONFLICT (change_id) DO NOTHING",
+    )?
+    .execute(named_params! {
+        ":change_id": change.change_id.to_string(),
+        ":entity": change.entity,
+        ":entity_id": change.entity_id,
+        ":op": change.op,
+        ":fields": serde_json::to_string(&change.fields)?,
+        ":before": if change.before.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&change.before)?)
+        },
+        ":hlc": change.hlc,
+        ":device": change.device,
+        ":staff": change.staff,
+        ":at": change.at_ms,
+        ":now": w.now_ms,
+    })?;
+    Ok(())
+}
+
+/// The fields that local changes still in the outbox touch on `entity_id`.
+fn pending_fields(w: &Writer<'_>, entity_id: &str) -> Result<BTreeSet<String>> {
+    let mut stmt = w.tx.prepare_cached(
+        "SELECT fields FROM changes
+         WHERE entity_id = ?1 AND pushed_at IS NULL AND origin = 'local'",
+    )?;
+    let mut fields = BTreeSet::new();
+    for text in stmt.query_map([entity_id], |r| r.get::<_, String>(0))? {
+        let map: Map<String, Value> = serde_json::from_str(&text?)?;
+        fields.extend(map.into_iter().map(|(k, _)| k));
+    }
+    Ok(fields)
+}
+
+/// `base` with the pulled fields of `change` laid over it, except those a
+/// pending local change touches. Returns whether anything differed.
+fn overlay(base: &mut Map<String, Value>, change: &Change, pending: &BTreeSet<String>) -> bool {
+    let mut changed = false;
+    for (key, value) in &change.fields {
+        if pending.contains(key) {
+            continue;
+        }
+        if base.get(key) != Some(value) {
+            base.insert(key.clone(), value.clone());
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The pulled fields this build does not know: those `record` drops.
+fn unknown_fields(change: &Change, known: &Value) -> Map<String, Value> {
+    change
+        .fields
+        .iter()
+        .filter(|(k, _)| known.get(k.as_str()).is_none())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
+    match result {
+        Ok(found) => Ok(Some(found)),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies a pulled customer change; `None` when it cannot be applied.
+fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
+    let Ok(id) = change.entity_id.parse::<Uuid>() else {
+        return Ok(None);
+    };
+    let pending = pending_fields(w, &change.entity_id)?;
+    let current = not_found_as_none(customers::load(w, id))?;
+    let mut base = match &current {
+        Some((_, c)) => as_object(customers::change_fields(c)?),
+        None => Map::new(),
+    };
+    let changed = overlay(&mut base, change, &pending);
+    if !changed && current.is_some() {
+        return Ok(Some(false));
+    }
+    let (version, updated) = current.as_ref().map_or((0, change.at_ms), |(_, c)| {
+        (c.version, c.updated_at_ms.max(change.at_ms))
+    });
+    base.insert("id".into(), Value::String(id.to_string()));
+    base.insert("version".into(), Value::from(version + 1));
+    base.insert("updated_at_ms".into(), Value::from(updated));
+    let Ok(mut after) = serde_json::from_value::<Customer>(Value::Object(base)) else {
+        return Ok(None);
+    };
+    let rid = current.as_ref().map(|(rid, _)| *rid);
+    // Two devices can each create a live customer with one phone or email
+    // offline; until the server's dedup merges them (and the merge flows
+    // here), the pulled one holds the contact as shared on this device.
+    for _ in 0..2 {
+        match customers::check_unique(w, &after, rid) {
+            Err(Error::Duplicate { field, .. }) => {
+                tracing::warn!(
+                    field,
+                    "pulled customer shares an identity contact; kept as shared"
+                );
+                match field {
+                    "phone" => after.phone.iter_mut().for_each(|p| p.shared = true),
+                    _ => after.email.iter_mut().for_each(|e| e.shared = true),
+                }
+            }
+            other => other?,
+        }
+    }
+    let rid = customers::write_row(w, rid, current.as_ref().map(|(_, c)| c), &after)?;
+    let extra = unknown_fields(change, &customers::change_fields(&after)?);
+    if !extra.is_empty() {
+        w.tx.prepare_cached("UPDATE customers SET extra = json_patch(extra, ?1) WHERE rid = ?2")?
+            .execute(rusqlite::params![serde_json::to_string(&extra)?, rid])?;
+    }
+    Ok(Some(true))
+}
+
+/// Applies a pulled bill change; `None` when it cannot be applied.
+fn apply_bill(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
+    if change.entity_id.parse::<Uuid>().is_err() {
+        return Ok(None);
+    }
+    let pending = pending_fields(w, &change.entity_id)?;
+    let current = not_found_as_none(bills::load(&w.tx, &change.entity_id, false))?;
+    let mut base = match &current {
+        Some((_, b)) => as_object(bills::change_fields(b)?),
+        None => Map::new(),
+    };
+    let changed = overlay(&mut base, change, &pending);
+    if !changed && current.is_some() {
+        return Ok(Some(false));
+    }
+    let version = current.as_ref().map_or(0, |(_, b)| b.version);
+    base.insert("id".into(), Value::String(change.entity_id.clone()));
+    base.insert("version".into(), Value::from(version + 1));
+    let Ok(mut after) = serde_json::from_value::<Bill>(Value::Object(base)) else {
+        return Ok(None);
+    };
+    // This device's chain holds its own bills only; another device's bill
+    // keeps its hashes but takes no position here.
+    let identity = &w.settings.identity;
+    let mine = after.device_id == identity.device && after.store_id == identity.store;
+    if !mine {
+        after.chain_pos = None;
+    } else if let Some((_, b)) = &current {
+        after.chain_pos = b.chain_pos;
+    }
+    let rid = current.as_ref().map(|(rid, _)| *rid);
+    bills::write_row(w, rid, current.as_ref().map(|(_, b)| b), &after)?;
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    touched.extend(after.customer_id.map(|c| c.to_string()));
+    if let Some((_, before)) = &current {
+        touched.extend(before.customer_id.map(|c| c.to_string()));
+    }
+    for customer in touched {
+        crate::metrics::recompute(w, &customer)?;
+    }
+    Ok(Some(true))
+}
+
+fn as_object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}

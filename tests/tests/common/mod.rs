@@ -1,0 +1,137 @@
+//! The harness of the end-to-end tests: a real sync-server on 127.0.0.1
+//! port 0 over a temporary data directory, run on its own runtime thread so
+//! the tills under test call the blocking `Store::sync` as an app would.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use till_core::{Store, StoreOptions, SyncConfig};
+use till_sync_server::auth::{self, DeviceScope};
+use till_sync_server::storage::sqlite::SqliteStorage;
+use till_sync_server::storage::Storage;
+use till_sync_server::{now_ms, serve, AppState, Limits};
+use tokio::sync::oneshot;
+
+/// A running server; stopping it keeps its data directory for a restart.
+pub struct Server {
+    pub url: String,
+    pub storage: SqliteStorage,
+    runtime: tokio::runtime::Runtime,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub data: PathBuf,
+}
+
+impl Server {
+    /// A new server over `data` with tenant `t1` holding stores S1 and S2.
+    pub fn start(data: &Path) -> Server {
+        let server = Server::open(data);
+        let now = now_ms();
+        server.block(async {
+            server
+                .storage
+                .create_tenant("t1", "t1", now)
+                .await
+                .expect("tenant");
+            for store in ["S1", "S2"] {
+                server
+                    .storage
+                    .create_store("t1", store, store, now)
+                    .await
+                    .expect("store");
+            }
+        });
+        server
+    }
+
+    /// The server over an existing data directory.
+    pub fn open(data: &Path) -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let storage = SqliteStorage::open(data).expect("storage");
+        let (listener, url) = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let url = format!("http://{}", listener.local_addr().expect("addr"));
+            (listener, url)
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let state = AppState::new(Arc::new(storage.clone()), Limits::default());
+        let task = runtime.spawn(serve(listener, state, async {
+            stopped.await.ok();
+        }));
+        Server {
+            url,
+            storage,
+            runtime,
+            stop: Some(stop),
+            task: Some(task),
+            data: data.to_owned(),
+        }
+    }
+
+    pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// Enrolls `store`/`device` of `t1`; returns its token.
+    pub fn enroll(&self, store: &str, device: &str) -> String {
+        let token = auth::new_token();
+        let scope = DeviceScope {
+            tenant: "t1".into(),
+            store: store.into(),
+            device: device.into(),
+        };
+        self.block(
+            self.storage
+                .enroll_device(&scope, &auth::token_hash(&token), now_ms()),
+        )
+        .expect("enroll");
+        token
+    }
+
+    /// Stops accepting, finishes in-flight requests, and returns.
+    pub fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+        if let Some(task) = self.task.take() {
+            self.runtime.block_on(task).expect("join").expect("serve");
+        }
+    }
+}
+
+/// A till enrolled on a server: its store and its sync configuration.
+pub struct Till {
+    pub store: Store,
+    pub config: SyncConfig,
+}
+
+impl Till {
+    /// A till `store`/`device` of `t1`, with its file in `dir`.
+    pub fn new(server: &Server, dir: &Path, store: &str, device: &str) -> Till {
+        let path = dir.join(format!("{store}-{device}.db"));
+        let db = Store::open(StoreOptions::new(path, "t1", store, device)).expect("till");
+        db.set_staff("priya").expect("staff");
+        let mut config = SyncConfig::new(server.url.clone(), server.enroll(store, device));
+        config.base_delay = Duration::from_millis(5);
+        config.max_delay = Duration::from_millis(50);
+        config.max_attempts = 3;
+        config.request_timeout = Duration::from_secs(10);
+        Till { store: db, config }
+    }
+
+    /// Syncs; the sync must complete.
+    pub fn sync(&self) -> till_core::SyncSummary {
+        self.store
+            .sync(&self.config, &till_core::NoopObserver)
+            .expect("sync")
+    }
+}

@@ -1,0 +1,447 @@
+//! Tills syncing through a real server: offline sales on two tills meet,
+//! concurrent customer edits converge by the conflict rules, rejected
+//! changes are quarantined without blocking the rest, and interrupted or
+//! repeated syncs neither lose nor duplicate anything.
+
+mod common;
+
+use std::sync::Mutex;
+
+use common::{Server, Till};
+use rusqlite::{Connection, OpenFlags};
+use serde_json::Value;
+use till_core::{CustomerUpdate, NewBill, NewCustomer, NewLine, Store, SyncObserver, Tender};
+use uuid::Uuid;
+
+/// Everything of a store's scope as rows of text, ordered: customers,
+/// bills, lines, payments and metrics. Two tills of one store that pulled
+/// to the same point must hold the same.
+fn snapshot(store: &Store) -> Vec<String> {
+    let conn =
+        Connection::open_with_flags(store.path(), OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
+    let queries = [
+        "SELECT id, number, name, phone_raw, phone_e164, phone_shared, email_raw, email,
+                email_shared, address_line1, city, stage, tags, notes, birthday, created_at,
+                deleted_at, merged_into, erased_at, extra
+         FROM customers ORDER BY id",
+        "SELECT id, number, store_id, device_id, staff_id, customer_id, customer_phone, currency,
+                kind, refund_of, status, subtotal, discount_total, tax_total, total, paid_total,
+                change_due, refunded_total, opened_at, closed_at, voided_at, prev_hash, hash
+         FROM bills ORDER BY id",
+        "SELECT b.id, l.line_no, l.product_code, l.qty_milli, l.unit_price, l.gross,
+                l.refunded_qty
+         FROM bill_lines l JOIN bills b ON b.rid = l.bill_rid ORDER BY b.id, l.line_no",
+        "SELECT b.id, p.seq, p.method, p.amount, p.tendered
+         FROM bill_payments p JOIN bills b ON b.rid = p.bill_rid ORDER BY b.id, p.seq",
+        "SELECT customer_id, visits, total_spent, first_visit, last_visit
+         FROM customer_metrics WHERE visits > 0 OR total_spent != 0 ORDER BY customer_id",
+    ];
+    let mut rows = Vec::new();
+    for sql in queries {
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let n = stmt.column_count();
+        let mut q = stmt.query([]).expect("query");
+        while let Some(row) = q.next().expect("row") {
+            let cells: Vec<String> = (0..n)
+                .map(|i| format!("{:?}", row.get_ref(i).expect("cell")))
+                .collect();
+            rows.push(cells.join("|"));
+        }
+    }
+    rows
+}
+
+fn sell_to(till: &Store, customer: Option<Uuid>, item: &str, price: i64) -> till_core::Bill {
+    till.sell(
+        NewBill {
+            customer_id: customer,
+            lines: vec![NewLine::item(item, item, 1, price)],
+            ..NewBill::default()
+        },
+        &[Tender::cash(price)],
+    )
+    .expect("sell")
+}
+
+fn history_ids(store: &Store, id: &str) -> Vec<String> {
+    store
+        .history(id, None, 200)
+        .expect("history")
+        .items
+        .into_iter()
+        .map(|c| c.change_id.to_string())
+        .collect()
+}
+
+#[test]
+fn two_tills_selling_offline_see_each_others_bills_and_customers() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+
+    let asha = a
+        .store
+        .create_customer(NewCustomer::named("Asha Rao").with_phone("98765 43210"))
+        .expect("asha");
+    let bill_a = sell_to(&a.store, Some(asha.id), "TEA", 150);
+    let ravi = b
+        .store
+        .create_customer(NewCustomer::named("Ravi Kumar").with_phone("91234 56789"))
+        .expect("ravi");
+    let bill_b = sell_to(&b.store, Some(ravi.id), "COFFEE", 220);
+    sell_to(&b.store, None, "WATER", 20);
+
+    let first = a.sync();
+    assert_eq!(first.pushed, 2);
+    let second = b.sync();
+    assert_eq!(second.pushed, 3);
+    a.sync();
+
+    for till in [&a, &b] {
+        let s = &till.store;
+        assert_eq!(s.customer(asha.id).expect("asha").name, "Asha Rao");
+        assert_eq!(s.customer(ravi.id).expect("ravi").name, "Ravi Kumar");
+        assert_eq!(s.bill(bill_a.id).expect("bill a").total, 150);
+        assert_eq!(s.bill(bill_b.id).expect("bill b").total, 220);
+        let summary = s.customer_summary(ravi.id).expect("metrics");
+        assert_eq!((summary.visits, summary.total_spent), (1, 220));
+        assert_eq!(s.sync_status().expect("status").pending_changes, 0);
+        let report = s.verify_chain().expect("chain");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        // Pulled customers are searchable through the transactional index.
+        let hits = s.search_customers("43210", 10).expect("search");
+        assert!(hits.iter().any(|h| h.customer.id == asha.id));
+    }
+    assert_eq!(snapshot(&a.store), snapshot(&b.store));
+    // History shows the other till's changes, once each.
+    let ids = history_ids(&a.store, &ravi.id.to_string());
+    assert_eq!(ids.len(), 1);
+    let status = a.store.sync_status().expect("status");
+    assert!(status.last_sync_at_ms.is_some() && status.last_error.is_none());
+    server.stop();
+}
+
+#[test]
+fn concurrent_edits_of_different_fields_both_survive() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    let c = a
+        .store
+        .create_customer(NewCustomer::named("Meera").with_phone("99887 76655"))
+        .expect("create");
+    a.sync();
+    b.sync();
+
+    let on_a = a.store.customer(c.id).expect("a");
+    a.store
+        .update_customer(
+            c.id,
+            on_a.version,
+            CustomerUpdate {
+                name: Some("Meera Iyer".into()),
+                ..CustomerUpdate::default()
+            },
+        )
+        .expect("rename");
+    let on_b = b.store.customer(c.id).expect("b");
+    b.store
+        .update_customer(
+            c.id,
+            on_b.version,
+            CustomerUpdate {
+                notes: Some("prefers green tea".into()),
+                ..CustomerUpdate::default()
+            },
+        )
+        .expect("notes");
+    b.store.tag_customer(c.id, &["vip"], &[]).expect("tag");
+    a.store
+        .tag_customer(c.id, &["wholesale"], &[])
+        .expect("tag");
+
+    a.sync();
+    b.sync();
+    a.sync();
+    for till in [&a, &b] {
+        let got = till.store.customer(c.id).expect("customer");
+        assert_eq!(got.name, "Meera Iyer");
+        assert_eq!(got.notes, "prefers green tea");
+        assert_eq!(got.tags, vec!["vip".to_owned(), "wholesale".to_owned()]);
+    }
+    assert_eq!(snapshot(&a.store), snapshot(&b.store));
+    server.stop();
+}
+
+#[test]
+fn the_same_field_resolves_to_the_later_clock() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    let c = a
+        .store
+        .create_customer(NewCustomer::named("Kiran").with_phone("90000 11111"))
+        .expect("create");
+    a.sync();
+    b.sync();
+
+    let rename = |till: &Till, name: &str| {
+        let now = till.store.customer(c.id).expect("read");
+        till.store
+            .update_customer(
+                c.id,
+                now.version,
+                CustomerUpdate {
+                    name: Some(name.into()),
+                    ..CustomerUpdate::default()
+                },
+            )
+            .expect("rename");
+    };
+    rename(&a, "Kiran Older");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    rename(&b, "Kiran Newer");
+    // The later edit reaches the server first; the earlier one must not win.
+    b.sync();
+    a.sync();
+    b.sync();
+    for till in [&a, &b] {
+        assert_eq!(till.store.customer(c.id).expect("c").name, "Kiran Newer");
+    }
+    assert_eq!(snapshot(&a.store), snapshot(&b.store));
+    server.stop();
+}
+
+#[test]
+fn a_delete_and_a_concurrent_edit_both_apply() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    let c = a
+        .store
+        .create_customer(NewCustomer::named("Dev").with_phone("90000 22222"))
+        .expect("create");
+    a.sync();
+    b.sync();
+
+    a.store.delete_customer(c.id).expect("delete");
+    let on_b = b.store.customer(c.id).expect("b");
+    b.store
+        .update_customer(
+            c.id,
+            on_b.version,
+            CustomerUpdate {
+                name: Some("Dev Patel".into()),
+                ..CustomerUpdate::default()
+            },
+        )
+        .expect("edit");
+    b.sync();
+    a.sync();
+    b.sync();
+    for till in [&a, &b] {
+        assert!(till.store.customer(c.id).is_err(), "deleted everywhere");
+        let stored = till.store.customer_including_deleted(c.id).expect("row");
+        assert_eq!(stored.name, "Dev Patel", "the edit survives the delete");
+        assert!(stored.deleted_at_ms.is_some());
+    }
+    assert_eq!(snapshot(&a.store), snapshot(&b.store));
+    server.stop();
+}
+
+/// Appends a change the server will refuse (an update of a customer it has
+/// never seen) to `till`'s outbox, stamped like the till's own changes.
+fn forge_unknown_update(till: &Till) -> String {
+    let conn = Connection::open(till.store.path()).expect("open");
+    let id = Uuid::now_v7().to_string();
+    let change_id = Uuid::now_v7().to_string();
+    let node = till.store.identity().node();
+    let now = chrono_now();
+    conn.execute(
+        "INSERT INTO changes (change_id, entity, entity_id, op, fields, before, hlc, device_id,
+                              staff_id, at)
+         VALUES (?1, 'customer', ?2, 'update', '{\"notes\":\"x\"}', NULL, ?3, ?4, 'priya', ?5)",
+        rusqlite::params![
+            change_id,
+            id,
+            format!("{now:015}-{:010}-{node}", 0),
+            node,
+            now
+        ],
+    )
+    .expect("forge");
+    change_id
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_rejected_change_is_quarantined_and_the_rest_goes_through() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    let before = a
+        .store
+        .create_customer(NewCustomer::named("Before").with_phone("90000 33333"))
+        .expect("before");
+    let bad = forge_unknown_update(&a);
+    let after = a
+        .store
+        .create_customer(NewCustomer::named("After").with_phone("90000 44444"))
+        .expect("after");
+    sell_to(&a.store, Some(after.id), "TEA", 100);
+
+    let summary = a.sync();
+    assert_eq!((summary.pushed, summary.quarantined), (3, 1));
+    let status = a.store.sync_status().expect("status");
+    assert_eq!(status.pending_changes, 0);
+    assert_eq!(status.quarantined.len(), 1);
+    assert_eq!(status.quarantined[0].change_id.to_string(), bad);
+    assert_eq!(status.quarantined[0].reason, "unknown_record");
+    // Never pushed again.
+    assert_eq!(a.sync().pushed, 0);
+
+    b.sync();
+    assert!(b.store.customer(before.id).is_ok());
+    assert!(b.store.customer(after.id).is_ok());
+    assert_eq!(
+        b.store.customer_summary(after.id).expect("metrics").visits,
+        1
+    );
+    server.stop();
+}
+
+/// Stops the server after the first pulled page is applied.
+struct StopAfterFirstPage(Mutex<Option<Server>>);
+
+impl SyncObserver for StopAfterFirstPage {
+    fn pulled(&self, _changes: usize, _cursor: i64) {
+        let server = self.0.lock().expect("lock").take();
+        if let Some(server) = server {
+            // A runtime cannot be dropped on the syncing one's thread.
+            std::thread::spawn(move || server.stop())
+                .join()
+                .expect("stopped");
+        }
+    }
+}
+
+#[test]
+fn an_interrupted_sync_resumes_without_loss_or_duplication() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("server");
+    let server = Server::start(&data);
+    let mut a = Till::new(&server, dir.path(), "S1", "T1");
+    let mut b = Till::new(&server, dir.path(), "S1", "T2");
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let c = a
+            .store
+            .create_customer(
+                NewCustomer::named(&format!("Customer {i}"))
+                    .with_phone(&format!("9{:09}", 100_000 + i)),
+            )
+            .expect("create");
+        sell_to(&a.store, Some(c.id), "TEA", 100 + i);
+        ids.push(c.id);
+    }
+    a.sync();
+
+    b.config.pull_page = 5;
+    let observer = StopAfterFirstPage(Mutex::new(Some(server)));
+    let err = b
+        .store
+        .sync(&b.config, &observer)
+        .expect_err("the server went away");
+    assert!(
+        matches!(&err, till_core::Error::Sync(s) if s.is_retryable()),
+        "{err}"
+    );
+    let status = b.store.sync_status().expect("status");
+    assert_eq!(status.cursor, 5, "the applied page stayed applied");
+    assert!(status.last_error.is_some());
+
+    let server = Server::open(&data);
+    b.config.server_url = server.url.clone();
+    a.config.server_url = server.url.clone();
+    let resumed = b.sync();
+    assert_eq!(resumed.pulled, 24 - 5);
+    for (i, id) in ids.iter().enumerate() {
+        let summary = b.store.customer_summary(*id).expect("metrics");
+        assert_eq!((summary.visits, summary.total_spent), (1, 100 + i as i64));
+    }
+    a.sync();
+    assert_eq!(snapshot(&a.store), snapshot(&b.store));
+    let status = b.store.sync_status().expect("status");
+    assert!(status.last_error.is_none());
+    server.stop();
+}
+
+#[test]
+fn pushing_the_same_outbox_twice_applies_it_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    let c = a
+        .store
+        .create_customer(NewCustomer::named("Once").with_phone("90000 55555"))
+        .expect("create");
+    let bill = sell_to(&a.store, Some(c.id), "TEA", 300);
+
+    // The server commits the push but its answer is lost: the outbox is
+    // sent by hand and nothing is marked.
+    let outbox = a.store.pending_changes(100).expect("outbox");
+    assert_eq!(outbox.len(), 2);
+    let body = serde_json::json!({ "changes": outbox });
+    let first = push_raw(&server, &a, &body);
+    assert!(
+        first.iter().all(|r| r["outcome"] == "accepted"),
+        "{first:?}"
+    );
+
+    // The next sync pushes the same changes again: the server says duplicate.
+    let summary = a.sync();
+    assert_eq!((summary.pushed, summary.quarantined), (2, 0));
+    b.sync();
+    assert_eq!(b.store.customer_summary(c.id).expect("m").visits, 1);
+    assert_eq!(b.store.bill(bill.id).expect("bill").payments.len(), 1);
+    // The server log holds each change once.
+    for id in [c.id.to_string(), bill.id.to_string()] {
+        assert_eq!(history_ids(&b.store, &id), history_ids(&a.store, &id));
+    }
+    assert_eq!(snapshot(&a.store), snapshot(&b.store));
+    server.stop();
+}
+
+/// Pushes `body` to the server as `till` without going through the client.
+fn push_raw(server: &Server, till: &Till, body: &Value) -> Vec<Value> {
+    use std::io::{Read, Write};
+    let text = serde_json::to_string(body).expect("json");
+    let addr = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST /v1/push HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         till-protocol: 1\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{text}",
+        till.config.token,
+        text.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (_, json) = response.split_once("\r\n\r\n").expect("http response");
+    let value: Value = serde_json::from_str(json).expect("body");
+    value["results"].as_array().cloned().expect("results")
+}
