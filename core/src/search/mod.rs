@@ -67,6 +67,70 @@ pub struct CustomerHit {
     pub score: u32,
 }
 
+/// A candidate the judge accepted, with what ranking needs.
+struct Judged {
+    rid: i64,
+    id: uuid::Uuid,
+    updated_at_ms: i64,
+    matched: Vec<Match>,
+    score: u32,
+}
+
+/// Judges every distinct live customer among `rids`, reading only the
+/// columns the judge and the ranking need.
+///
+/// Measured with `cargo bench -p till-core --bench search -- --quick`:
+/// reading whole rows (26 columns, tags JSON, UUID parsing) for up to 300
+/// candidates was most of a search's time; see the figures in the module
+/// docs of this file's commit (search.*_median_us before/after).
+fn judge_candidates(conn: &Connection, q: &Query, rids: &[i64]) -> Result<Vec<Judged>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, number, name, phone_raw, phone_e164, email_raw, email, notes, updated_at
+         FROM customers WHERE rid = ?1 AND deleted_at IS NULL AND merged_into IS NULL",
+    )?;
+    let mut seen = HashSet::with_capacity(rids.len());
+    let mut judged = Vec::new();
+    for &rid in rids {
+        if !seen.insert(rid) {
+            continue;
+        }
+        let mut rows = stmt.query([rid])?;
+        let Some(row) = rows.next()? else {
+            continue;
+        };
+        let text = |i: usize| -> rusqlite::Result<&str> { Ok(row.get_ref(i)?.as_str()?) };
+        let maybe =
+            |i: usize| -> rusqlite::Result<Option<&str>> { Ok(row.get_ref(i)?.as_str_or_null()?) };
+        let (name, number, notes) = (text(2)?, text(1)?, text(7)?);
+        // As `Customer::from_row`: a phone or email needs both of its columns.
+        let phone = match (maybe(3)?, maybe(4)?) {
+            (Some(raw), Some(e164)) => Some((raw, e164)),
+            _ => None,
+        };
+        let email = match (maybe(5)?, maybe(6)?) {
+            (Some(_), Some(canonical)) => Some(canonical),
+            _ => None,
+        };
+        let fields = Fields::from_parts(name, email, notes, number, phone);
+        if let Some(j) = query::judge(q, &fields) {
+            judged.push(Judged {
+                rid,
+                id: text(0)?.parse().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?,
+                updated_at_ms: row.get(8)?,
+                matched: j.matched,
+                score: j.score,
+            });
+        }
+    }
+    Ok(judged)
+}
+
 /// Rowids of customers with a change after `seq`, or `None` when there are
 /// more than [`PENDING_MAX`] such changes.
 fn pending(conn: &Connection, seq: i64) -> Result<Option<Vec<i64>>> {
@@ -107,6 +171,10 @@ impl Store {
             _ => None,
         };
         self.read(|conn| {
+            // One snapshot for the candidates, the judged columns and the
+            // rows returned: a write committing mid-search changes nothing.
+            let tx = conn.unchecked_transaction()?;
+            let conn: &Connection = &tx;
             let mut rids: Vec<i64> = fts::by_digits(conn, &q)?;
             if q.words().next().is_some() {
                 // Without a ranked index (still opening, rebuilding), a
@@ -125,16 +193,19 @@ impl Store {
                     rids.extend(fts::by_word_prefixes(conn, &q)?);
                 }
             }
-            let mut seen = HashSet::new();
-            let mut hits = Vec::new();
-            for rid in rids {
-                if !seen.insert(rid) {
-                    continue;
-                }
-                let Some(customer) = fts::live_customer(conn, rid)? else {
-                    continue;
-                };
-                if let Some(j) = query::judge(&q, &Fields::of(&customer)) {
+            let mut judged = judge_candidates(conn, &q, &rids)?;
+            judged.sort_by(|a, b| {
+                b.score
+                    .cmp(&a.score)
+                    .then(b.updated_at_ms.cmp(&a.updated_at_ms))
+                    .then(b.id.cmp(&a.id))
+            });
+            judged.truncate(limit);
+            // Whole rows only for what is returned: reading every column of
+            // every candidate was most of a search (see `judge_candidates`).
+            let mut hits = Vec::with_capacity(judged.len());
+            for j in judged {
+                if let Some(customer) = fts::live_customer(conn, j.rid)? {
                     hits.push(CustomerHit {
                         customer,
                         matched: j.matched,
@@ -142,13 +213,6 @@ impl Store {
                     });
                 }
             }
-            hits.sort_by(|a, b| {
-                b.score
-                    .cmp(&a.score)
-                    .then(b.customer.updated_at_ms.cmp(&a.customer.updated_at_ms))
-                    .then(b.customer.id.cmp(&a.customer.id))
-            });
-            hits.truncate(limit);
             Ok(hits)
         })
     }
