@@ -452,6 +452,14 @@ fn run(shared: &Shared) {
         }
         shared.progressed.notify_all();
         if wakeup.stop {
+            if let Some(Live { writer, .. }) = live.take() {
+                // Merges (the merge policy's, an erasure's purge) run on
+                // tantivy's threads: finish them, so nothing writes to the
+                // folder once the store is dropped.
+                if let Err(e) = writer.wait_merging_threads() {
+                    tracing::warn!(error = %e, "search index merge failed at close");
+                }
+            }
             return;
         }
     }

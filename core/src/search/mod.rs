@@ -46,10 +46,16 @@ use query::{Fields, Query};
 /// The most results one search returns, whatever the caller asks for.
 pub const SEARCH_LIMIT_MAX: u32 = 50;
 
-/// Candidates taken from the ranked index per search: enough that the
-/// judge's exact order of the top [`SEARCH_LIMIT_MAX`] never depends on
-/// tantivy's cut.
-const RANKED_CANDIDATES: usize = 100;
+/// Candidates taken from the ranked index per search, per result asked
+/// for. tantivy ranks with the judge's own ladder (exact > prefix > fuzzy >
+/// phonetic, then most recent), so its top `2 * limit` hold the judge's top
+/// `limit`; the margin covers the few cases where the two disagree (OSA vs
+/// Damerau distance, phonetic codes of email words). At 100 candidates
+/// whatever the limit, judging was most of a name search: 648 us median
+/// for prefixes, 656 us for typos, against 26 us and 40 us for tantivy
+/// alone (`cargo bench -p till-core --bench search -- --quick`, 50,000
+/// customers, limit 10).
+const RANKED_CANDIDATES_PER_RESULT: usize = 2;
 
 /// Changes after the ranked index's `seq` that a search judges row by row;
 /// beyond this (a rebuild, a stalled indexer) the FTS5 word index is used.
@@ -77,12 +83,13 @@ struct Judged {
 }
 
 /// Judges every distinct live customer among `rids`, reading only the
-/// columns the judge and the ranking need.
-///
-/// Measured with `cargo bench -p till-core --bench search -- --quick`:
-/// reading whole rows (26 columns, tags JSON, UUID parsing) for up to 300
-/// candidates was most of a search's time; see the figures in the module
-/// docs of this file's commit (search.*_median_us before/after).
+/// columns the judge and the ranking need; whole rows are read afterwards
+/// for the returned `limit` only. A phone search judges up to 200
+/// candidates: it took 1,001 us median, of which 416 us was the FTS5 index
+/// read, and 31 us with this and `fts::digit_keys` (10 us the index read),
+/// so whole-row reads of the candidates were most of the rest
+/// (`cargo bench -p till-core --bench search -- --quick`, 50,000 customers,
+/// `search.phone_median_us` and `search.phone_raw_*_median_us`).
 fn judge_candidates(conn: &Connection, q: &Query, rids: &[i64]) -> Result<Vec<Judged>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, number, name, phone_raw, phone_e164, email_raw, email, notes, updated_at
@@ -160,7 +167,7 @@ impl Store {
         }
         let view = self.search.view();
         let ranked = match (&view, q.words().next().is_some()) {
-            (Some(v), true) => match v.search(&q, RANKED_CANDIDATES) {
+            (Some(v), true) => match v.search(&q, RANKED_CANDIDATES_PER_RESULT * limit) {
                 Ok(rids) => Some(rids),
                 Err(e) => {
                     tracing::warn!(error = %e, "search index failed; rebuilding");
