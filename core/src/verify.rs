@@ -151,6 +151,20 @@ impl Store {
                     .problems
                     .push(Problem::SearchRowOrphan { rowid: rowid? });
             }
+            // The digit keys (phones, numbers) of live customers, and no others.
+            let (stale, orphans) = fts::check_digits(conn)?;
+            for number in stale {
+                let problem = Problem::SearchRowStale { number };
+                if !report.problems.contains(&problem) {
+                    report.problems.push(problem);
+                }
+            }
+            for rowid in orphans {
+                let problem = Problem::SearchRowOrphan { rowid };
+                if !report.problems.contains(&problem) {
+                    report.problems.push(problem);
+                }
+            }
         }
         Ok(report)
     }

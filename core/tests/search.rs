@@ -366,3 +366,119 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn short_number_queries_find_the_number_by_its_trailing_digits() {
+    let f = Fixture::new();
+    let mut made = Vec::new();
+    for i in 1..=42 {
+        made.push(f.add(&format!("Person {i:02}"), None));
+    }
+    assert_eq!(made[41].number, "S01-T01-C000042");
+    for (query, want) in [("42", 41), ("4", 3), ("042", 41), ("7", 6)] {
+        let hits = f.store.search_customers(query, 10).expect("search");
+        assert_eq!(hits[0].customer.id, made[want].id, "{query}");
+        assert_eq!(
+            hits[0].matched[0],
+            till_core::Match {
+                field: MatchField::Number,
+                kind: MatchKind::Exact
+            },
+            "{query}"
+        );
+    }
+    // "0" is no sequence: nobody has value zero.
+    assert!(names(&f.store, "0").is_empty());
+}
+
+#[test]
+fn verify_reports_stale_and_orphan_digit_rows() {
+    let f = Fixture::new();
+    let asha = f.add("Asha Rao", Some("98765 43210"));
+    f.add("Ravi Kumar", Some("99887 76655"));
+    assert!(f.store.verify().expect("verify").is_ok());
+    let conn = rusqlite::Connection::open(f.dir.path().join("till.db")).expect("raw");
+    conn.execute("DELETE FROM customers_digits WHERE key = 'p43210'", [])
+        .expect("drop a key");
+    conn.execute(
+        "INSERT INTO customers_digits (key, rid) VALUES ('p55555', 999)",
+        [],
+    )
+    .expect("orphan");
+    drop(conn);
+    let problems = f.store.verify().expect("verify").problems;
+    assert_eq!(
+        problems,
+        vec![
+            till_core::Problem::SearchRowStale {
+                number: asha.number.clone()
+            },
+            till_core::Problem::SearchRowOrphan { rowid: 999 },
+        ]
+    );
+}
+
+/// True when any file of `dir` holds `needle`.
+fn folder_holds(dir: &Path, needle: &str) -> bool {
+    std::fs::read_dir(dir).expect("read dir").any(|entry| {
+        let bytes = std::fs::read(entry.expect("entry").path()).unwrap_or_default();
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    })
+}
+
+/// True when a segment of the ranked index at `dir` has `word` as a term of
+/// its names or emails, deleted documents included.
+fn index_has_term(dir: &Path, word: &str) -> bool {
+    let index = tantivy::Index::open_in_dir(dir).expect("index");
+    let searcher = index.reader().expect("reader").searcher();
+    ["name", "email"].into_iter().any(|name| {
+        let field = index.schema().get_field(name).expect("field");
+        searcher.segment_readers().iter().any(|segment| {
+            segment
+                .inverted_index(field)
+                .expect("inverted index")
+                .terms()
+                .term_ord(word.as_bytes())
+                .expect("term")
+                .is_some()
+        })
+    })
+}
+
+#[test]
+fn erasing_a_customer_leaves_no_trace_in_the_ranked_index() {
+    let f = Fixture::new();
+    let mut new = NewCustomer::named("Zebulon Quixotefield");
+    new.email = Some("zebulon.quixotefield@example.com".into());
+    let gone = f.store.create_customer(new).expect("customer");
+    for i in 0..20 {
+        f.add(&format!("Other Person{i}"), None);
+    }
+    assert!(f.store.flush_search_index(WAIT));
+    // Renamed once too: earlier versions must go as well.
+    f.store
+        .update_customer(
+            gone.id,
+            gone.version,
+            CustomerUpdate {
+                name: Some("Zebulon Quixotefeld".into()),
+                ..CustomerUpdate::default()
+            },
+        )
+        .expect("rename");
+    assert!(f.store.flush_search_index(WAIT));
+    // Both names are in the term dictionaries (the old one in the segment
+    // where its document is only marked deleted).
+    assert!(index_has_term(&f.index_dir(), "quixotefield"), "old name");
+    assert!(index_has_term(&f.index_dir(), "quixotefeld"), "new name");
+    f.store.erase_customer(gone.id).expect("erase");
+    assert!(f.store.flush_search_index(WAIT));
+    for word in ["zebulon", "quixotefield", "quixotefeld"] {
+        assert!(
+            !folder_holds(&f.index_dir(), word),
+            "{word} left in the index"
+        );
+    }
+    assert!(names(&f.store, "zebulon").is_empty());
+    assert_eq!(names(&f.store, "other person3")[0], "Other Person3");
+}

@@ -107,9 +107,10 @@ mod tests {
         migrate(&mut conn).expect("upgrade");
         let found = |column: &str, text: &str| -> Vec<i64> {
             let mut stmt = conn
-                .prepare("SELECT rowid FROM customers_digits WHERE customers_digits MATCH ?1")
+                .prepare("SELECT rid FROM customers_digits WHERE key = ?1")
                 .expect("prepare");
-            stmt.query_map([format!("{column} : \"{text}\"")], |r| r.get(0))
+            let kind = if column == "phone" { "p" } else { "n" };
+            stmt.query_map([format!("{kind}{text}")], |r| r.get(0))
                 .expect("query")
                 .collect::<rusqlite::Result<_>>()
                 .expect("rows")

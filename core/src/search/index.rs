@@ -52,6 +52,12 @@ pub(crate) const INDEX_SCHEMA: u32 = 1;
 /// search see it at once, and searches judge the rows written since.
 pub(crate) const BATCH_WINDOW: Duration = Duration::from_millis(250);
 
+/// The change-log `op` of an erasure (`portability::erase`).
+const ERASE_OP: &str = "erase";
+
+/// Tries at purging deleted documents while background merges hold segments.
+const PURGE_ATTEMPTS: u32 = 100;
+
 /// Change-log rows read per catch-up page.
 const CHANGES_PAGE: i64 = 5_000;
 
@@ -446,6 +452,14 @@ fn run(shared: &Shared) {
         }
         shared.progressed.notify_all();
         if wakeup.stop {
+            if let Some(Live { writer, .. }) = live.take() {
+                // Merges (the merge policy's, an erasure's purge) run on
+                // tantivy's threads: finish them, so nothing writes to the
+                // folder once the store is dropped.
+                if let Err(e) = writer.wait_merging_threads() {
+                    tracing::warn!(error = %e, "search index merge failed at close");
+                }
+            }
             return;
         }
     }
@@ -561,27 +575,30 @@ impl Live {
         Ok(())
     }
 
-    /// Applies every change after `seq`, then commits once if any customer changed.
+    /// Applies every change after `seq`, then commits once if any customer
+    /// changed; after an erasure, also purges the erased documents.
     fn catch_up(&mut self) -> Result<(), BoxError> {
         let mut touched = false;
+        let mut erased = false;
         loop {
-            let page: Vec<(i64, String, String)> = self
+            let page: Vec<(i64, String, String, String)> = self
                 .conn
                 .prepare_cached(
-                    "SELECT seq, entity, entity_id FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT seq, entity, entity_id, op FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )?
                 .query_map([self.seq, CHANGES_PAGE], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let Some(last) = page.last().map(|(seq, ..)| *seq) else {
                 break;
             };
-            let mut ids: Vec<&str> = page
-                .iter()
-                .filter(|(_, entity, _)| entity == crate::customers::ENTITY)
-                .map(|(.., id)| id.as_str())
-                .collect();
+            let customers = || {
+                page.iter()
+                    .filter(|(_, e, ..)| e == crate::customers::ENTITY)
+            };
+            erased |= customers().any(|(.., op)| op == ERASE_OP);
+            let mut ids: Vec<&str> = customers().map(|(_, _, id, _)| id.as_str()).collect();
             ids.sort_unstable();
             ids.dedup();
             for id in ids {
@@ -593,6 +610,44 @@ impl Live {
         if touched {
             self.commit()?;
         }
+        if erased {
+            self.purge_deleted()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites every segment holding deleted documents without them and
+    /// removes the old files: a delete only marks a document, and its terms
+    /// (an erased customer's name and email) stay in the segment's files
+    /// until it is merged. Erasures are rare; the whole-index merge this
+    /// usually is costs what `search.erase_purge_ms` says
+    /// (`cargo bench -p till-core --bench search -- --quick`).
+    fn purge_deleted(&mut self) -> Result<(), BoxError> {
+        for attempt in 0.. {
+            let ids: Vec<_> = self
+                .writer
+                .index()
+                .searchable_segment_metas()?
+                .into_iter()
+                .filter(|m| m.has_deletes())
+                .map(|m| m.id())
+                .collect();
+            if ids.is_empty() {
+                break;
+            }
+            match self.writer.merge(&ids).wait() {
+                Ok(_) => break,
+                // A background merge holds one of the segments: it drops
+                // the deleted documents too; wait for it and look again.
+                Err(e) if attempt < PURGE_ATTEMPTS => {
+                    tracing::debug!(error = %e, "purge waits for a merge");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.writer.garbage_collect_files().wait()?;
+        self.reader.reload()?;
         Ok(())
     }
 

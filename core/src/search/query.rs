@@ -14,8 +14,6 @@ use std::cmp::Ordering;
 
 use rphonetic::DoubleMetaphone;
 
-use crate::customers::Customer;
-
 /// Characters of a query looked at; the rest is ignored.
 pub(crate) const QUERY_MAX_CHARS: usize = 128;
 /// Terms of a query looked at; the rest are ignored.
@@ -290,40 +288,44 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
-    pub(crate) fn of(c: &Customer) -> Fields {
-        let notes_end = c
-            .notes
+    /// The fields from the stored values a search reads: the name, the
+    /// canonical email, notes, the customer number and the phone as typed
+    /// and canonical (see `search::judge_candidates`, which reads only these
+    /// columns rather than whole customer rows).
+    pub(crate) fn from_parts(
+        name: &str,
+        email: Option<&str>,
+        notes: &str,
+        number: &str,
+        phone: Option<(&str, &str)>,
+    ) -> Fields {
+        let notes_end = notes
             .char_indices()
             .map(|(i, _)| i)
             .find(|&i| i >= NOTES_MAX_BYTES)
-            .unwrap_or(c.notes.len());
-        let number: Vec<String> = words(&c.number).collect();
-        let number_tail = c
-            .number
-            .chars()
-            .rev()
-            .take_while(char::is_ascii_digit)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+            .unwrap_or(notes.len());
         Fields {
-            name: words(&c.name).collect(),
-            email: c
-                .email
-                .as_ref()
-                .map(|e| words(&e.canonical).collect())
-                .unwrap_or_default(),
-            notes: words(&c.notes[..notes_end]).collect(),
-            number,
-            number_tail,
-            phones: c
-                .phone
-                .as_ref()
-                .map(|p| vec![digits(&p.e164), digits(&p.raw)])
+            name: words(name).collect(),
+            email: email.map(|e| words(e).collect()).unwrap_or_default(),
+            notes: words(&notes[..notes_end]).collect(),
+            number: words(number).collect(),
+            number_tail: number_tail(number).to_owned(),
+            phones: phone
+                .map(|(raw, e164)| vec![digits(e164), digits(raw)])
                 .unwrap_or_default(),
         }
     }
+}
+
+/// The digits at the end of a customer number: `000042` of `S01-T03-C000042`.
+pub(crate) fn number_tail(number: &str) -> &str {
+    let start = number
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| c.is_ascii_digit())
+        .last()
+        .map_or(number.len(), |(i, _)| i);
+    &number[start..]
 }
 
 /// How a query matched one customer: the best match of every term, and the
