@@ -7,49 +7,11 @@ mod common;
 
 use std::sync::Mutex;
 
-use common::{Server, Till};
-use rusqlite::{Connection, OpenFlags};
+use common::{snapshot, Server, Till};
+use rusqlite::Connection;
 use serde_json::Value;
 use till_core::{CustomerUpdate, NewBill, NewCustomer, NewLine, Store, SyncObserver, Tender};
 use uuid::Uuid;
-
-/// Everything of a store's scope as rows of text, ordered: customers,
-/// bills, lines, payments and metrics. Two tills of one store that pulled
-/// to the same point must hold the same.
-fn snapshot(store: &Store) -> Vec<String> {
-    let conn =
-        Connection::open_with_flags(store.path(), OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
-    let queries = [
-        "SELECT id, number, name, phone_raw, phone_e164, phone_shared, email_raw, email,
-                email_shared, address_line1, city, stage, tags, notes, birthday, created_at,
-                deleted_at, merged_into, erased_at, extra
-         FROM customers ORDER BY id",
-        "SELECT id, number, store_id, device_id, staff_id, customer_id, customer_phone, currency,
-                kind, refund_of, status, subtotal, discount_total, tax_total, total, paid_total,
-                change_due, refunded_total, opened_at, closed_at, voided_at, prev_hash, hash
-         FROM bills ORDER BY id",
-        "SELECT b.id, l.line_no, l.product_code, l.qty_milli, l.unit_price, l.gross,
-                l.refunded_qty
-         FROM bill_lines l JOIN bills b ON b.rid = l.bill_rid ORDER BY b.id, l.line_no",
-        "SELECT b.id, p.seq, p.method, p.amount, p.tendered
-         FROM bill_payments p JOIN bills b ON b.rid = p.bill_rid ORDER BY b.id, p.seq",
-        "SELECT customer_id, visits, total_spent, first_visit, last_visit
-         FROM customer_metrics WHERE visits > 0 OR total_spent != 0 ORDER BY customer_id",
-    ];
-    let mut rows = Vec::new();
-    for sql in queries {
-        let mut stmt = conn.prepare(sql).expect("prepare");
-        let n = stmt.column_count();
-        let mut q = stmt.query([]).expect("query");
-        while let Some(row) = q.next().expect("row") {
-            let cells: Vec<String> = (0..n)
-                .map(|i| format!("{:?}", row.get_ref(i).expect("cell")))
-                .collect();
-            rows.push(cells.join("|"));
-        }
-    }
-    rows
-}
 
 fn sell_to(till: &Store, customer: Option<Uuid>, item: &str, price: i64) -> till_core::Bill {
     till.sell(
