@@ -244,24 +244,7 @@ fn to_lines(new: &[NewLine], first_no: u32, field: &str) -> Result<Vec<BillLine>
 /// Turns a validated new line into bill line `line_no`; errors name it `field`.
 fn to_line(l: &NewLine, line_no: u32, field: &str) -> Result<BillLine> {
     totals::validate_line(l, field)?;
-    Ok(BillLine {
-        line_no,
-        product_code: l.product_code.trim().to_owned(),
-        name: l.name.trim().to_owned(),
-        qty_milli: l.qty_milli,
-        unit_price: l.unit_price,
-        discount: l.discount,
-        tax_category: l.tax_category.trim().to_owned(),
-        tax_rate_bp: l.tax_rate_bp,
-        bill_discount: 0,
-        net: 0,
-        tax: 0,
-        gross: 0,
-        refund_of_line: None,
-        refunded_qty_milli: 0,
-        refunded_gross: 0,
-        refunded_tax: 0,
-    })
+    Ok(BillLine::unpriced(line_no, l))
 }
 
 /// Recomputes the amounts of an open sale after its lines or discount changed.

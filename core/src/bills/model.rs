@@ -441,6 +441,29 @@ impl BillSummary {
 }
 
 impl BillLine {
+    /// Line `line_no` made of `l` (texts trimmed), before
+    /// [`super::totals::compute`] fills in its discount share, net, tax and gross.
+    pub fn unpriced(line_no: u32, l: &NewLine) -> BillLine {
+        BillLine {
+            line_no,
+            product_code: l.product_code.trim().to_owned(),
+            name: l.name.trim().to_owned(),
+            qty_milli: l.qty_milli,
+            unit_price: l.unit_price,
+            discount: l.discount,
+            tax_category: l.tax_category.trim().to_owned(),
+            tax_rate_bp: l.tax_rate_bp,
+            bill_discount: 0,
+            net: 0,
+            tax: 0,
+            gross: 0,
+            refund_of_line: None,
+            refunded_qty_milli: 0,
+            refunded_gross: 0,
+            refunded_tax: 0,
+        }
+    }
+
     /// Reads a line selected with [`LINE_COLUMNS`].
     pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<BillLine> {
         Ok(BillLine {

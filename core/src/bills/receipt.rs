@@ -450,29 +450,19 @@ mod tests {
     use super::*;
     use crate::bills::model::{BillLine, Payment};
     use crate::bills::totals;
+    use crate::bills::NewLine;
 
     fn inr() -> Currency {
         Currency::parse("INR").expect("INR")
     }
 
     fn line(no: u32, name: &str, qty_milli: i64, unit_price: i64) -> BillLine {
+        // Names are kept as given, untrimmed: some tests feed tabs and newlines.
         BillLine {
-            line_no: no,
             product_code: format!("SKU{no}"),
             name: name.into(),
             qty_milli,
-            unit_price,
-            discount: 0,
-            tax_category: String::new(),
-            tax_rate_bp: 0,
-            bill_discount: 0,
-            net: 0,
-            tax: 0,
-            gross: 0,
-            refund_of_line: None,
-            refunded_qty_milli: 0,
-            refunded_gross: 0,
-            refunded_tax: 0,
+            ..BillLine::unpriced(no, &NewLine::item("", "", 0, unit_price))
         }
     }
 

@@ -200,24 +200,13 @@ mod tests {
     use super::*;
 
     fn line(qty_milli: i64, unit_price: i64, discount: i64, rate_bp: u32) -> BillLine {
-        BillLine {
-            line_no: 1,
-            product_code: "P".into(),
-            name: "P".into(),
+        let new = NewLine {
             qty_milli,
-            unit_price,
             discount,
-            tax_category: String::new(),
             tax_rate_bp: rate_bp,
-            bill_discount: 0,
-            net: 0,
-            tax: 0,
-            gross: 0,
-            refund_of_line: None,
-            refunded_qty_milli: 0,
-            refunded_gross: 0,
-            refunded_tax: 0,
-        }
+            ..NewLine::item("P", "P", 1, unit_price)
+        };
+        BillLine::unpriced(1, &new)
     }
 
     #[test]

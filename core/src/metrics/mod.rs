@@ -171,9 +171,12 @@ pub(crate) fn add_sale(w: &Writer<'_>, customer_id: &str, total: i64, at_ms: i64
 
 /// A refund of `amount` to the customer.
 pub(crate) fn add_refund(w: &Writer<'_>, customer_id: &str, amount: i64) -> Result<()> {
-    let mut m = stored(&w.tx, customer_id)?;
-    m.total_spent -= amount;
-    save(w, customer_id, &m)
+    w.tx.prepare_cached(
+        "INSERT INTO customer_metrics (customer_id, visits, total_spent) VALUES (:id, 0, -:amount)
+         ON CONFLICT (customer_id) DO UPDATE SET total_spent = total_spent - :amount",
+    )?
+    .execute(named_params! { ":id": customer_id, ":amount": amount })?;
+    Ok(())
 }
 
 /// Recomputes the metrics of `customer_id` from its bills.
