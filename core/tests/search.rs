@@ -125,6 +125,79 @@ fn among_equals_the_most_recently_changed_customer_ranks_first() {
     assert_eq!(ids("asha rao"), vec![older.id, newer.id]);
 }
 
+/// Searches stop early in the ranked index once nothing later can rank
+/// higher; with more matches than a page, over several index segments, the
+/// order must still be exact first, then the most recent prefix matches.
+#[test]
+fn many_matches_over_several_segments_rank_exact_then_most_recent() {
+    let f = Fixture::new();
+    let exact = f.add("John Older", None);
+    let mut prefix = Vec::new();
+    for segment in 0..3 {
+        for i in 0..30 {
+            prefix.push(f.add(&format!("Johnny Walker{segment}x{i}"), None));
+        }
+        assert!(f.store.flush_search_index(WAIT));
+    }
+    // Touching the oldest prefix match makes it the most recent.
+    std::thread::sleep(Duration::from_millis(2));
+    let touched = prefix.remove(0);
+    f.store
+        .update_customer(
+            touched.id,
+            touched.version,
+            CustomerUpdate {
+                notes: Some("back again".into()),
+                ..CustomerUpdate::default()
+            },
+        )
+        .expect("touch");
+    assert!(f.store.flush_search_index(WAIT));
+    let ids = |q: &str, limit: u32| -> Vec<_> {
+        f.store
+            .search_customers(q, limit)
+            .expect("search")
+            .into_iter()
+            .map(|h| h.customer.id)
+            .collect()
+    };
+    let newest_first = |n: usize| -> Vec<_> { prefix.iter().rev().take(n).map(|c| c.id).collect() };
+
+    let mut expected = vec![exact.id, touched.id];
+    expected.extend(newest_first(3));
+    assert_eq!(ids("john", 5), expected);
+
+    // Every match is a prefix: the most recent ones, in order.
+    let mut by_recency = vec![touched.id];
+    by_recency.extend(newest_first(9));
+    assert_eq!(ids("j", 10), by_recency);
+    assert_eq!(ids("jo", 5), by_recency[..5]);
+
+    // Two words: "walker2x29" matches exactly only the newest Johnny.
+    assert_eq!(ids("johnny walker2x29", 3)[0], prefix[prefix.len() - 1].id);
+}
+
+/// Scores of several words add up: one exact word and one sounds-alike
+/// (100,010) beat two prefixes (20,000), however many more recent
+/// customers match the weaker way.
+#[test]
+fn several_words_rank_by_their_summed_match_kinds() {
+    let f = Fixture::new();
+    let john = f.add("John Smith", None);
+    for segment in 0..2 {
+        for i in 0..25 {
+            f.add(&format!("Jonathan Smithson{segment}x{i}"), None);
+        }
+        assert!(f.store.flush_search_index(WAIT));
+    }
+    let hits = f.store.search_customers("jon smith", 5).expect("search");
+    assert_eq!(hits[0].customer.id, john.id);
+    assert_eq!(hits.len(), 5);
+    assert!(hits[1..]
+        .iter()
+        .all(|h| h.customer.name.starts_with("Jonathan Smithson")));
+}
+
 #[test]
 fn a_customer_is_findable_the_instant_the_write_commits() {
     let f = Fixture::new();

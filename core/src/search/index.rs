@@ -26,24 +26,25 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use tantivy::collector::TopDocs;
 use tantivy::query::{
-    BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur, TermQuery,
+    BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, EnableScoring, FuzzyTermQuery, Occur,
+    Query as TantivyQuery, TermQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED,
 };
 use tantivy::{
-    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentReader,
-    TantivyDocument, Term,
+    DocSet, Index, IndexReader, IndexSettings, IndexSortByField, IndexWriter, Order, ReloadPolicy,
+    Score, Searcher, TantivyDocument, Term, TERMINATED,
 };
 
 use super::query::{self, Query};
+use super::recent::{Hit, MostRecent};
 use crate::customers::{Customer, COLUMNS};
 
 /// Version of the documents this build writes; an index of another version
 /// is rebuilt. Bump it whenever [`document`] or the schema changes.
-pub(crate) const INDEX_SCHEMA: u32 = 1;
+pub(crate) const INDEX_SCHEMA: u32 = 2;
 
 /// How long the indexer lets writes gather before one tantivy commit.
 /// The issue measured a commit at ~6 ms (not re-measured here), so under a
@@ -79,6 +80,16 @@ const W_PREFIX: Score = 10_000.0;
 const W_FUZZY: Score = 100.0;
 const W_PHONETIC: Score = 10.0;
 
+/// Every weight a word can score, best first: exact and prefix matches of
+/// names and emails, exact matches of notes weigh as prefixes, prefixes of
+/// notes come next, then typos and sounds-alike.
+const LADDER: [Score; 5] = [W_EXACT, W_PREFIX, W_PREFIX * 0.1, W_FUZZY, W_PHONETIC];
+
+/// Most query words searched in passes by total score (up to 5^3 rung
+/// combinations); longer queries match few customers, and one pass over
+/// all their matches is cheaper.
+const PASS_WORDS_MAX: usize = 3;
+
 #[derive(Debug, Clone, Copy)]
 struct Fields {
     rid: Field,
@@ -86,8 +97,17 @@ struct Fields {
     email: Field,
     notes: Field,
     phonetic: Field,
+    /// The first [`STARTS_MAX`] letters (1, 2, 3) of every name and email
+    /// word: a short prefix is then one posting list read most recent first,
+    /// where a prefix query would gather every document of every word it
+    /// starts (a tenth of the store for one letter) before the first hit.
+    starts: Field,
     recency: Field,
 }
+
+/// Longest prefix kept in [`Fields::starts`]; longer prefixes are selective
+/// enough for tantivy's prefix queries.
+const STARTS_MAX: usize = 3;
 
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
@@ -102,7 +122,8 @@ fn schema() -> (Schema, Fields) {
         name: builder.add_text_field("name", words.clone()),
         email: builder.add_text_field("email", words.clone()),
         notes: builder.add_text_field("notes", words.clone()),
-        phonetic: builder.add_text_field("phonetic", words),
+        phonetic: builder.add_text_field("phonetic", words.clone()),
+        starts: builder.add_text_field("starts", words),
         recency: builder.add_i64_field("recency", FAST),
     };
     (builder.build(), fields)
@@ -124,12 +145,20 @@ fn document(fields: &Fields, rid: i64, c: &Customer) -> TantivyDocument {
     doc.add_u64(fields.rid, rid.unsigned_abs());
     doc.add_text(fields.name, name.join(" "));
     doc.add_text(fields.phonetic, phonetic.join(" "));
-    if let Some(email) = &c.email {
-        doc.add_text(
-            fields.email,
-            query::words(&email.canonical).collect::<Vec<_>>().join(" "),
-        );
-    }
+    let email: Vec<String> = c
+        .email
+        .as_ref()
+        .map(|e| query::words(&e.canonical).collect())
+        .unwrap_or_default();
+    doc.add_text(fields.email, email.join(" "));
+    let mut starts: Vec<&str> = name
+        .iter()
+        .chain(&email)
+        .flat_map(|w| (1..=STARTS_MAX.min(w.len())).filter_map(|n| w.get(..n)))
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    doc.add_text(fields.starts, starts.join(" "));
     if !c.notes.is_empty() {
         let notes: Vec<String> = query::words(&c.notes).take(200).collect();
         doc.add_text(fields.notes, notes.join(" "));
@@ -148,71 +177,176 @@ pub(crate) struct View {
 
 impl View {
     /// Rowids of up to `k` customers matching every word term of `query`,
-    /// best first (exact > prefix > fuzzy > phonetic, then most recent).
+    /// best first (exact > prefix > fuzzy > phonetic, then most recent),
+    /// visiting only as many matches as that order needs (see `recent`).
     pub(crate) fn search(&self, q: &Query, k: usize) -> tantivy::Result<Vec<i64>> {
-        let f = &self.fields;
-        let mut must: Vec<(Occur, Box<dyn tantivy::query::Query>)> = Vec::new();
+        let mut words = Vec::new();
         for (word, codes) in q.words() {
-            let mut alternatives: Vec<Box<dyn tantivy::query::Query>> = Vec::new();
-            let konst =
-                |q: Box<dyn tantivy::query::Query>, w: Score| -> Box<dyn tantivy::query::Query> {
-                    Box::new(ConstScoreQuery::new(q, w))
-                };
-            for (field, weight) in [(f.name, 1.0), (f.email, 1.0), (f.notes, 0.1)] {
-                let term = Term::from_field_text(field, word);
-                alternatives.push(konst(
-                    Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
-                    W_EXACT * weight,
-                ));
-                alternatives.push(konst(
-                    Box::new(FuzzyTermQuery::new_prefix(term.clone(), 0, true)),
-                    W_PREFIX * weight,
-                ));
-                let edits = query::max_edits(word.len());
-                if edits > 0 && field != f.notes {
-                    alternatives.push(konst(
-                        Box::new(FuzzyTermQuery::new(term, edits, true)),
-                        W_FUZZY,
-                    ));
+            let rungs = self.rungs(self.alternatives(word, codes))?;
+            if rungs.is_empty() {
+                // Every word must match; this one matches nobody.
+                return Ok(Vec::new());
+            }
+            words.push(rungs);
+        }
+        let mut hits = Vec::new();
+        if words.len() <= PASS_WORDS_MAX {
+            // A pass per total score, best first: the conjunctions of the
+            // words' rungs that add up to it. Every document a pass finds
+            // scores the same, so a segment yields its most recent `k`
+            // first; and once `k` customers are found, no later pass can
+            // rank among them (ties share a pass).
+            for (band, combos) in bands(&words) {
+                let pass = DisjunctionMaxQuery::new(combos);
+                hits.extend(self.searcher.search(&pass, &MostRecent { k, band })?);
+                if distinct(&mut hits) >= k {
+                    break;
                 }
             }
-            for code in codes {
-                alternatives.push(konst(
-                    Box::new(TermQuery::new(
-                        Term::from_field_text(f.phonetic, code),
-                        IndexRecordOption::Basic,
-                    )),
-                    W_PHONETIC,
-                ));
-            }
-            must.push((
-                Occur::Must,
-                Box::new(DisjunctionMaxQuery::new(alternatives)),
-            ));
+        } else {
+            // Many words match few customers: one pass takes every rung.
+            let band = W_EXACT * words.len() as Score;
+            let all = BooleanQuery::new(
+                words
+                    .into_iter()
+                    .map(|rungs| {
+                        let word =
+                            DisjunctionMaxQuery::new(rungs.into_iter().map(|(_, q)| q).collect());
+                        (Occur::Must, Box::new(word) as Box<dyn TantivyQuery>)
+                    })
+                    .collect(),
+            );
+            hits = self.searcher.search(&all, &MostRecent { k, band })?;
+            distinct(&mut hits);
         }
-        if must.is_empty() {
-            return Ok(Vec::new());
-        }
-        let query = BooleanQuery::new(must);
-        let collector = TopDocs::with_limit(k).tweak_score(move |segment: &SegmentReader| {
-            let fast = segment.fast_fields();
-            let recency = fast.i64("recency").ok().map(|c| c.first_or_default_col(0));
-            let rid = fast.u64("rid").ok().map(|c| c.first_or_default_col(0));
-            move |doc: DocId, score: Score| {
-                (
-                    score,
-                    recency.as_ref().map_or(0, |r| r.get_val(doc)),
-                    rid.as_ref().map_or(0, |r| r.get_val(doc)),
-                )
-            }
-        });
-        let top = self.searcher.search(&query, &collector)?;
-        Ok(top
+        hits.truncate(k);
+        Ok(hits
             .into_iter()
-            .filter_map(|((_, _, rid), _)| i64::try_from(rid).ok())
+            .filter_map(|hit| i64::try_from(hit.rid).ok())
             .filter(|&rid| rid > 0)
             .collect())
     }
+
+    /// The rungs at which a word matches some document, best first, each
+    /// with the query of its alternatives at that rung.
+    fn rungs(&self, alternatives: Vec<(Box<dyn TantivyQuery>, Score)>) -> tantivy::Result<Rungs> {
+        let mut rungs = Vec::new();
+        for rung in LADDER {
+            let at_rung: Vec<Box<dyn TantivyQuery>> = alternatives
+                .iter()
+                .filter(|(_, w)| *w == rung)
+                .map(|(q, _)| q.box_clone())
+                .collect();
+            if at_rung.is_empty() {
+                continue;
+            }
+            let query = DisjunctionMaxQuery::new(at_rung);
+            let weight = query.weight(EnableScoring::disabled_from_searcher(&self.searcher))?;
+            let mut matches = false;
+            for segment in self.searcher.segment_readers() {
+                if weight.scorer(segment, 1.0)?.doc() != TERMINATED {
+                    matches = true;
+                    break;
+                }
+            }
+            if matches {
+                rungs.push((rung, Box::new(query) as Box<dyn TantivyQuery>));
+            }
+        }
+        Ok(rungs)
+    }
+
+    /// The ways one word of a query can match, each scored by its rung.
+    fn alternatives(&self, word: &str, codes: &[String]) -> Vec<(Box<dyn TantivyQuery>, Score)> {
+        let f = &self.fields;
+        let mut alternatives: Vec<(Box<dyn TantivyQuery>, Score)> = Vec::new();
+        let mut add = |q: Box<dyn TantivyQuery>, w: Score| {
+            alternatives.push((Box::new(ConstScoreQuery::new(q, w)), w));
+        };
+        let short = word.len() <= STARTS_MAX;
+        if short {
+            add(
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.starts, word),
+                    IndexRecordOption::Basic,
+                )),
+                W_PREFIX,
+            );
+        }
+        for (field, weight) in [(f.name, 1.0), (f.email, 1.0), (f.notes, 0.1)] {
+            let term = Term::from_field_text(field, word);
+            add(
+                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
+                W_EXACT * weight,
+            );
+            if !short || field == f.notes {
+                add(
+                    Box::new(FuzzyTermQuery::new_prefix(term.clone(), 0, true)),
+                    W_PREFIX * weight,
+                );
+            }
+            let edits = query::max_edits(word.len());
+            if edits > 0 && field != f.notes {
+                add(Box::new(FuzzyTermQuery::new(term, edits, true)), W_FUZZY);
+            }
+        }
+        for code in codes {
+            add(
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.phonetic, code),
+                    IndexRecordOption::Basic,
+                )),
+                W_PHONETIC,
+            );
+        }
+        alternatives
+    }
+}
+
+/// The rungs at which one query word matches, with their queries.
+type Rungs = Vec<(Score, Box<dyn TantivyQuery>)>;
+
+/// Every total score the words can reach, best first, each with the
+/// conjunctions (one rung per word) that add up to it: at most
+/// [`LADDER`]`.len()` to the power of [`PASS_WORDS_MAX`].
+fn bands(words: &[Rungs]) -> Vec<(Score, Vec<Box<dyn TantivyQuery>>)> {
+    let mut combos: Vec<(Score, Vec<&Box<dyn TantivyQuery>>)> = vec![(0.0, Vec::new())];
+    for rungs in words {
+        combos = combos
+            .into_iter()
+            .flat_map(|(total, parts)| {
+                rungs.iter().map(move |(rung, query)| {
+                    let mut parts = parts.clone();
+                    parts.push(query);
+                    (total + rung, parts)
+                })
+            })
+            .collect();
+    }
+    let mut bands: Vec<(Score, Vec<Box<dyn TantivyQuery>>)> = Vec::new();
+    for (total, parts) in combos {
+        let query: Box<dyn TantivyQuery> = Box::new(BooleanQuery::new(
+            parts
+                .into_iter()
+                .map(|q| (Occur::Must, q.box_clone()))
+                .collect(),
+        ));
+        match bands.iter_mut().find(|(t, _)| *t == total) {
+            Some((_, list)) => list.push(query),
+            None => bands.push((total, vec![query])),
+        }
+    }
+    bands.sort_by(|a, b| b.0.total_cmp(&a.0));
+    bands
+}
+
+/// Sorts `hits` best first and keeps each customer's best hit; returns how
+/// many customers that leaves.
+fn distinct(hits: &mut Vec<Hit>) -> usize {
+    hits.sort_by(Hit::rank);
+    let mut seen = std::collections::HashSet::with_capacity(hits.len());
+    hits.retain(|hit| seen.insert(hit.rid));
+    hits.len()
 }
 
 #[derive(Debug, Default)]
@@ -536,7 +670,17 @@ impl Live {
             _ => {}
         }
         std::fs::create_dir_all(dir)?;
-        let index = Index::create_in_dir(dir, schema)?;
+        // Most recent first in every segment, so a search can stop early.
+        let index = Index::builder()
+            .schema(schema)
+            .settings(IndexSettings {
+                sort_by_field: Some(IndexSortByField {
+                    field: "recency".to_owned(),
+                    order: Order::Desc,
+                }),
+                ..IndexSettings::default()
+            })
+            .create_in_dir(dir)?;
         let mut live = Live::start(index, fields, conn, 0)?;
         live.conn.execute_batch("BEGIN")?;
         let result = live.index_all();

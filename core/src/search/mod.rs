@@ -28,6 +28,7 @@ mod bills;
 pub(crate) mod fts;
 mod index;
 mod query;
+mod recent;
 
 use std::collections::HashSet;
 use std::time::Duration;
