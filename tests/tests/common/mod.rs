@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod inspect;
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,15 +121,22 @@ pub struct Till {
 impl Till {
     /// A till `store`/`device` of `t1`, with its file in `dir`.
     pub fn new(server: &Server, dir: &Path, store: &str, device: &str) -> Till {
-        let path = dir.join(format!("{store}-{device}.db"));
-        let db = Store::open(StoreOptions::new(path, "t1", store, device)).expect("till");
-        db.set_staff("priya").expect("staff");
+        let db = Till::open_store(dir, store, device);
         let mut config = SyncConfig::new(server.url.clone(), server.enroll(store, device));
         config.base_delay = Duration::from_millis(5);
         config.max_delay = Duration::from_millis(50);
         config.max_attempts = 3;
         config.request_timeout = Duration::from_secs(10);
         Till { store: db, config }
+    }
+
+    /// Opens (again, once it was closed) the store file of till
+    /// `store`/`device` of `t1` in `dir`, with a cashier signed in.
+    pub fn open_store(dir: &Path, store: &str, device: &str) -> Store {
+        let path = dir.join(format!("{store}-{device}.db"));
+        let db = Store::open(StoreOptions::new(path, "t1", store, device)).expect("till");
+        db.set_staff("priya").expect("staff");
+        db
     }
 
     /// Syncs; the sync must complete.
