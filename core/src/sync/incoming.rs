@@ -5,10 +5,14 @@
 //!
 //! The rule (the server's log holds *effective* changes: each entry lists
 //! every field its change touched, valued as the server resolved it): a
-//! pulled field is applied unless a local change still waiting in the outbox
-//! touches it. That local change will reach the server, and its own entry,
+//! pulled field is applied unless a local change whose own entry is still to
+//! come touches it: one waiting in the outbox, or one the server accepted at
+//! a later sequence than the entry being applied (a sync that pushed it and
+//! was cut short before pulling that far). That local change's own entry,
 //! coming back in a later pull, carries the server's verdict for the field;
-//! so devices converge without keeping per-field clocks.
+//! so devices converge without keeping per-field clocks, and a till never
+//! shows an older state of its own records than the one it wrote (a voided
+//! bill never reads as open again).
 //!
 //! Guarantees:
 //! - pulled records go through the same row writers as local edits, so the
@@ -57,8 +61,8 @@ pub(crate) fn apply_page(w: &mut Writer<'_>, changes: &[ServerChange]) -> Result
         }
         record_remote(w, change)?;
         let did = match change.entity.as_str() {
-            customers::ENTITY => apply_customer(w, change)?,
-            bills::ENTITY => apply_bill(w, change)?,
+            customers::ENTITY => apply_customer(w, sc)?,
+            bills::ENTITY => apply_bill(w, sc)?,
             _ => None,
         };
         match did {
@@ -107,14 +111,19 @@ fn record_remote(w: &Writer<'_>, change: &Change) -> Result<()> {
     Ok(())
 }
 
-/// The fields that local changes still in the outbox touch on `entity_id`.
-fn pending_fields(w: &Writer<'_>, entity_id: &str) -> Result<BTreeSet<String>> {
+/// The fields of `entity_id` that local changes whose own log entry comes
+/// after `server_seq` touch: those still in the outbox, and those the server
+/// accepted later in its log than `server_seq`.
+fn pending_fields(w: &Writer<'_>, entity_id: &str, server_seq: i64) -> Result<BTreeSet<String>> {
     let mut stmt = w.tx.prepare_cached(
         "SELECT fields FROM changes
-         WHERE entity_id = ?1 AND pushed_at IS NULL AND origin = 'local'",
+         WHERE entity_id = ?1 AND origin = 'local'
+           AND (pushed_at IS NULL OR server_seq > ?2)",
     )?;
     let mut fields = BTreeSet::new();
-    for text in stmt.query_map([entity_id], |r| r.get::<_, String>(0))? {
+    for text in stmt.query_map(rusqlite::params![entity_id, server_seq], |r| {
+        r.get::<_, String>(0)
+    })? {
         let map: Map<String, Value> = serde_json::from_str(&text?)?;
         fields.extend(map.into_iter().map(|(k, _)| k));
     }
@@ -156,11 +165,12 @@ fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
 }
 
 /// Applies a pulled customer change; `None` when it cannot be applied.
-fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
+fn apply_customer(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
+    let change = &sc.change;
     let Ok(id) = change.entity_id.parse::<Uuid>() else {
         return Ok(None);
     };
-    let pending = pending_fields(w, &change.entity_id)?;
+    let pending = pending_fields(w, &change.entity_id, sc.server_seq)?;
     let current = not_found_as_none(customers::load(w, id))?;
     let mut base = match &current {
         Some((_, c)) => as_object(customers::change_fields(c)?),
@@ -208,11 +218,12 @@ fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
 }
 
 /// Applies a pulled bill change; `None` when it cannot be applied.
-fn apply_bill(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
+fn apply_bill(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
+    let change = &sc.change;
     if change.entity_id.parse::<Uuid>().is_err() {
         return Ok(None);
     }
-    let pending = pending_fields(w, &change.entity_id)?;
+    let pending = pending_fields(w, &change.entity_id, sc.server_seq)?;
     let current = not_found_as_none(bills::load(&w.tx, &change.entity_id, false))?;
     let mut base = match &current {
         Some((_, b)) => as_object(bills::change_fields(b)?),
