@@ -230,7 +230,11 @@ const LINE_REFUND_FIELDS: [&str; 3] = ["refunded_qty_milli", "refunded_gross", "
 
 /// Whether a bill's status may go from `from` to `to`. Staying put is
 /// allowed (a replay); otherwise only forward: open -> paid | voided,
-/// paid -> partly refunded | refunded | voided, partly refunded -> refunded.
+/// paid -> partly refunded | refunded | voided, partly refunded -> refunded,
+/// and any refunded state -> voided. A till voids only a sale nothing was
+/// refunded from, but another till may have refunded it meanwhile: both
+/// happened, so the sale ends voided and keeps its refunds (see
+/// [`apply_bill`]) rather than the server refusing either.
 pub fn status_may_move(from: BillStatus, to: BillStatus) -> bool {
     use BillStatus::*;
     from == to
@@ -242,6 +246,8 @@ pub fn status_may_move(from: BillStatus, to: BillStatus) -> bool {
                 | (Paid, Refunded)
                 | (Paid, Voided)
                 | (PartlyRefunded, Refunded)
+                | (PartlyRefunded, Voided)
+                | (Refunded, Voided)
         )
 }
 
@@ -310,8 +316,10 @@ pub fn apply_bill(
 /// sale ends with 200 refunded, as its two refund bills say. A change
 /// without a before-image (none is ever sent for an update, but the rule
 /// must not depend on it) is taken as the new total. A refund's status then
-/// follows the merged lines: refunded when every line is, else partly.
+/// follows the merged lines: refunded when every line is, else partly; a
+/// voided sale stays voided.
 fn final_bill_values(current: &Fields, change: &Change) -> Result<Fields, String> {
+    let voided = status_of(field(current, "status")) == Some(BillStatus::Voided);
     let mut values = Fields::new();
     for (key, new) in &change.fields {
         let old = field(current, key);
@@ -342,9 +350,11 @@ fn final_bill_values(current: &Fields, change: &Change) -> Result<Fields, String
         let all = lines
             .iter()
             .all(|l| amount(l, "refunded_qty_milli") >= amount(l, "qty_milli"));
-        let status = match all {
-            true => BillStatus::Refunded,
-            false => BillStatus::PartlyRefunded,
+        let status = match (voided, all) {
+            // Refunded at one till after another voided it: it stays voided.
+            (true, _) => BillStatus::Voided,
+            (false, true) => BillStatus::Refunded,
+            (false, false) => BillStatus::PartlyRefunded,
         };
         values.insert("status".into(), Value::String(status.to_string()));
     }
@@ -702,6 +712,8 @@ mod tests {
             (Paid, Refunded),
             (Paid, Voided),
             (PartlyRefunded, Refunded),
+            (PartlyRefunded, Voided),
+            (Refunded, Voided),
         ];
         for from in all {
             for to in all {
@@ -792,9 +804,9 @@ mod tests {
                 Err(RejectReason::InvalidTransition),
             ),
             (
-                "a refunded bill cannot be voided",
-                vec![&open, &pay, &refund_rest],
-                &void,
+                "a voided bill cannot be paid again",
+                vec![&open, &pay, &void],
+                &pay,
                 Err(RejectReason::InvalidTransition),
             ),
             (
@@ -901,6 +913,36 @@ mod tests {
         );
         let err = apply_bill(&mut state, &back, &back.hlc).expect_err("shrinks");
         assert_eq!(err.reason, RejectReason::BillImmutable);
+    }
+
+    #[test]
+    fn a_void_and_a_refund_made_at_two_tills_at_once_both_stand() {
+        let open = bill(
+            10,
+            json!({"status": "open", "total": 200, "lines": [line(0)]}),
+            json!({}),
+        );
+        let pay = bill(11, json!({"status": "paid"}), json!({"status": "open"}));
+        let void = bill(
+            20,
+            json!({"status": "voided", "voided_at_ms": 20}),
+            json!({"status": "paid", "voided_at_ms": null}),
+        );
+        let refund = bill(
+            21,
+            json!({"status": "partly_refunded", "refunded_total": 100, "lines": [line(1000)]}),
+            json!({"status": "paid", "refunded_total": 0, "lines": [line(0)]}),
+        );
+        for order in [[&void, &refund], [&refund, &void]] {
+            let mut state = RecordState::default();
+            for c in [&open, &pay, order[0], order[1]] {
+                apply_bill(&mut state, c, &c.hlc).expect("applies");
+            }
+            assert_eq!(state.values["status"], json!("voided"));
+            assert_eq!(state.values["voided_at_ms"], json!(20));
+            assert_eq!(state.values["refunded_total"], json!(100));
+            assert_eq!(state.values["lines"], json!([line(1000)]));
+        }
     }
 
     #[test]

@@ -192,7 +192,9 @@ fn apply_customer(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
     let rid = current.as_ref().map(|(rid, _)| *rid);
     // Two devices can each create a live customer with one phone or email
     // offline; until the server's dedup merges them (and the merge flows
-    // here), the pulled one holds the contact as shared on this device.
+    // here), the pulled one holds the contact as shared on this device, and
+    // gets it back when the local holder lets go of it
+    // (`customers::settle_contacts`).
     for _ in 0..2 {
         match customers::check_unique(w, &after, rid) {
             Err(Error::Duplicate { field, .. }) => {
