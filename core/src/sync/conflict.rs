@@ -315,9 +315,9 @@ pub fn apply_bill(
 /// two tills refunding one sale while offline each send "0 -> 100", and the
 /// sale ends with 200 refunded, as its two refund bills say. A change
 /// without a before-image (none is ever sent for an update, but the rule
-/// must not depend on it) is taken as the new total. A refund's status then
-/// follows the merged lines: refunded when every line is, else partly; a
-/// voided sale stays voided.
+/// must not depend on it) is taken as the new total. The status of a paid
+/// sale then follows its merged lines: refunded when every line is, partly
+/// refunded when some are; a voided sale stays voided.
 fn final_bill_values(current: &Fields, change: &Change) -> Result<Fields, String> {
     let voided = status_of(field(current, "status")) == Some(BillStatus::Voided);
     let mut values = Fields::new();
@@ -341,20 +341,27 @@ fn final_bill_values(current: &Fields, change: &Change) -> Result<Fields, String
         };
         values.insert(key.clone(), value);
     }
-    let refunding = values
-        .get("status")
-        .and_then(status_of)
-        .is_some_and(|s| matches!(s, BillStatus::PartlyRefunded | BillStatus::Refunded));
-    if let (true, Some(lines)) = (refunding, values.get("lines").and_then(Value::as_array)) {
+    // Refunded amounts decide a sale's status, whether or not the change
+    // said so: a till's second partial refund sends no status, yet with
+    // another till's refund merged in it may complete the sale.
+    let status = values.get("status").unwrap_or(field(current, "status"));
+    let settled = matches!(
+        status_of(status),
+        Some(BillStatus::Paid | BillStatus::PartlyRefunded | BillStatus::Refunded)
+    );
+    if let (true, Some(lines)) = (settled, values.get("lines").and_then(Value::as_array)) {
         let amount = |line: &Value, key: &str| line.get(key).and_then(Value::as_i64).unwrap_or(0);
-        let all = lines
-            .iter()
-            .all(|l| amount(l, "refunded_qty_milli") >= amount(l, "qty_milli"));
-        let status = match (voided, all) {
+        let refunded = |l: &Value| amount(l, "refunded_qty_milli");
+        let status = match (
+            voided,
+            lines.iter().all(|l| refunded(l) >= amount(l, "qty_milli")),
+            lines.iter().any(|l| refunded(l) > 0),
+        ) {
             // Refunded at one till after another voided it: it stays voided.
-            (true, _) => BillStatus::Voided,
-            (false, true) => BillStatus::Refunded,
-            (false, false) => BillStatus::PartlyRefunded,
+            (true, ..) => BillStatus::Voided,
+            (false, true, _) => BillStatus::Refunded,
+            (false, false, true) => BillStatus::PartlyRefunded,
+            (false, false, false) => BillStatus::Paid,
         };
         values.insert("status".into(), Value::String(status.to_string()));
     }
@@ -901,6 +908,21 @@ mod tests {
             assert_eq!(state.values["refunded_total"], json!(200));
             assert_eq!(state.values["status"], json!("refunded"));
         }
+        // A till's second partial refund carries no status; merged with
+        // another till's refund it completes the sale all the same.
+        let mut state = RecordState::default();
+        for c in [&open, &pay, &t1] {
+            apply_bill(&mut state, c, &c.hlc).expect("setup applies");
+        }
+        let second_part = bill(
+            25,
+            json!({"refunded_total": 200, "lines": [line(2000)]}),
+            json!({"refunded_total": 100, "lines": [line(1000)]}),
+        );
+        let done = apply_bill(&mut state, &second_part, &second_part.hlc).expect("applies");
+        assert_eq!(done.fields["status"], json!("refunded"));
+        assert_eq!(state.values["status"], json!("refunded"));
+
         // A change that would take refunded amounts back is still refused.
         let mut state = RecordState::default();
         for c in [&open, &pay, &t1] {
