@@ -42,7 +42,9 @@ impl HeadOffice {
         let runtime = tokio::runtime::Runtime::new()?;
         let storage = SqliteStorage::open(data)?;
         let listener = runtime.block_on(async {
-            storage.create_tenant(TENANT, "Acme Retail", now_ms()).await?;
+            storage
+                .create_tenant(TENANT, "Acme Retail", now_ms())
+                .await?;
             storage
                 .create_store(TENANT, STORE, "Acme Kirana, MG Road", now_ms())
                 .await?;
@@ -71,10 +73,11 @@ impl HeadOffice {
             store: STORE.into(),
             device: device.into(),
         };
-        self.runtime.block_on(
-            self.storage
-                .enroll_device(&scope, &auth::token_hash(&token), now_ms()),
-        )?;
+        self.runtime.block_on(self.storage.enroll_device(
+            &scope,
+            &auth::token_hash(&token),
+            now_ms(),
+        ))?;
         Ok(token)
     }
 
@@ -95,7 +98,8 @@ struct Till {
 
 impl Till {
     fn open(dir: &Path, office: &HeadOffice, device: &str, name: &'static str) -> Result<Till> {
-        let mut options = StoreOptions::new(dir.join(format!("{device}.db")), TENANT, STORE, device);
+        let mut options =
+            StoreOptions::new(dir.join(format!("{device}.db")), TENANT, STORE, device);
         options.store_name = "Acme Kirana, MG Road".into();
         let store = Store::open(options)?;
         let sync = SyncConfig::new(office.url.clone(), office.enroll(device)?);
@@ -120,7 +124,11 @@ impl Till {
     }
 
     fn money(&self, amount: i64) -> String {
-        format!("{} {}", self.store.currency().format(amount), self.store.currency().code())
+        format!(
+            "{} {}",
+            self.store.currency().format(amount),
+            self.store.currency().code()
+        )
     }
 
     /// Syncs with the head office and says what moved.
@@ -142,7 +150,10 @@ fn main() -> Result<()> {
     let temp = tempfile::tempdir()?;
     let office = HeadOffice::open(&temp.path().join("head-office"))?;
     println!("Head office listening on {}", office.url);
-    println!("  tenant {TENANT}, store {STORE}; database in {}", temp.path().display());
+    println!(
+        "  tenant {TENANT}, store {STORE}; database in {}",
+        temp.path().display()
+    );
     let counter = Till::open(temp.path(), &office, "T01", "counter")?;
     let tablet = Till::open(temp.path(), &office, "T02", "tablet")?;
     counter.store.set_staff("priya")?;
@@ -196,13 +207,18 @@ fn main() -> Result<()> {
     }
     println!("  (one person, signed up at both tills while they were apart)");
 
-    println!("\n15:00  Asha returns one tea at the tablet (bill {}).", teas.number);
+    println!(
+        "\n15:00  Asha returns one tea at the tablet (bill {}).",
+        teas.number
+    );
     let one_tea = [RefundLine {
         line_no: teas.lines[0].line_no,
         qty_milli: 1_000,
     }];
     let amount = tablet.store.refund_quote(teas.id, &one_tea)?;
-    let refund = tablet.store.refund(teas.id, &one_tea, &[Tender::cash(amount)])?;
+    let refund = tablet
+        .store
+        .refund(teas.id, &one_tea, &[Tender::cash(amount)])?;
     println!(
         "  tablet refunds {} as {}",
         tablet.money(refund.total),

@@ -253,7 +253,10 @@ impl World {
             .enumerate()
             .map(|(i, (store_code, device_code))| {
                 let till = Till::new(&server, dir.path(), store_code, device_code);
-                let proxy = Proxy::start(upstream.clone(), seed.wrapping_mul(31).wrapping_add(i as u64));
+                let proxy = Proxy::start(
+                    upstream.clone(),
+                    seed.wrapping_mul(31).wrapping_add(i as u64),
+                );
                 proxy.set_faults(DROP_RATE, DUPLICATE_RATE);
                 let mut config = till.config;
                 config.server_url = proxy.url.clone();
@@ -584,12 +587,9 @@ impl World {
                 let Some(c) = self.pick_customer(d) else {
                     return self.operate(d, step, Op::Create);
                 };
-                let add = TAGS[self.rng.random_range(0..TAGS.len())];
-                let remove = TAGS[self.rng.random_range(0..TAGS.len())];
-                let (add, remove): (&[&str], &[&str]) = match add == remove {
-                    true => (&[], &[]),
-                    false => (&[add], &[remove]),
-                };
+                let i = self.rng.random_range(0..TAGS.len());
+                let j = (i + self.rng.random_range(1..TAGS.len())) % TAGS.len();
+                let (add, remove): (&[&str], &[&str]) = (&[TAGS[i]], &[TAGS[j]]);
                 self.devices[d].store().tag_customer(c.id, add, remove)?;
                 Ok(format!("tag {} +{add:?} -{remove:?}", c.id))
             }
@@ -760,7 +760,10 @@ impl World {
         let store = device.store();
         let status = store.sync_status().map_err(|e| e.to_string())?;
         if status.pending_changes != 0 {
-            return fail(format!("{label}: {} changes still pending", status.pending_changes));
+            return fail(format!(
+                "{label}: {} changes still pending",
+                status.pending_changes
+            ));
         }
         let quarantined: BTreeMap<String, String> = status
             .quarantined
@@ -784,7 +787,10 @@ impl World {
         }
         let held = inspect::till_change_ids(store);
         for entry in &view.log {
-            let in_scope = entry.store.as_deref().is_none_or(|s| s == device.store_code);
+            let in_scope = entry
+                .store
+                .as_deref()
+                .is_none_or(|s| s == device.store_code);
             if in_scope && !held.contains(&entry.change_id) {
                 return fail(format!("{label}: never pulled log entry {}", entry.seq));
             }
@@ -897,8 +903,12 @@ fn text<'a>(fields: &'a Fields, key: &str) -> &'a str {
 /// Bills as the server holds them: numbers unique and gapless per till,
 /// each till's chain linked from genesis, refunds adding up.
 fn check_bills_on_server(view: &ServerView) -> Outcome<()> {
-    let mut numbers: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
-    let mut chains: BTreeMap<(String, String), Vec<(i64, String, String)>> = BTreeMap::new();
+    /// A till: its store and device.
+    type TillOf = (String, String);
+    /// A bill's place in its till's chain: position, previous hash, hash.
+    type Link = (i64, String, String);
+    let mut numbers: BTreeMap<TillOf, Vec<u64>> = BTreeMap::new();
+    let mut chains: BTreeMap<TillOf, Vec<Link>> = BTreeMap::new();
     let mut refunded: BTreeMap<&str, (i64, BTreeMap<u64, i64>)> = BTreeMap::new();
     for (id, (store, state)) in &view.bills {
         let b = &state.values;
@@ -931,7 +941,9 @@ fn check_bills_on_server(view: &ServerView) -> Outcome<()> {
     for (till, mut seen) in numbers {
         seen.sort_unstable();
         if seen != (1..=seen.len() as u64).collect::<Vec<_>>() {
-            return fail(format!("bill numbers of {till:?} are not gapless: {seen:?}"));
+            return fail(format!(
+                "bill numbers of {till:?} are not gapless: {seen:?}"
+            ));
         }
     }
     for (till, mut chain) in chains {
@@ -1057,6 +1069,11 @@ fn main() {
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1)
         .clamp(1, seeds.len().max(1));
+    println!(
+        "convergence: seeds {}..={} on {jobs} thread(s)",
+        seeds.first().copied().unwrap_or(0),
+        seeds.last().copied().unwrap_or(0)
+    );
     let started = Instant::now();
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
@@ -1066,6 +1083,10 @@ fn main() {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(&seed) = seeds.get(i) else { break };
                 let result = run_seed(seed, trace);
+                if let Err(e) = &result.0 {
+                    // Said at once: a long run may have hours to go.
+                    eprintln!("seed {seed} failed: {e}");
+                }
                 results
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -1081,7 +1102,7 @@ fn main() {
         total.add(stats);
         if let Err(e) = outcome {
             failed.push(*seed);
-            eprintln!("seed {seed} failed: {e}");
+            eprintln!("\nseed {seed} failed: {e}");
             if !trace {
                 for line in lines.iter().rev().take(25).rev() {
                     eprintln!("    {line}");

@@ -269,7 +269,9 @@ fn contact<'a>(c: &'a Customer, field: &str) -> Option<(&'a str, bool)> {
 
 /// The identity phone or email a live customer holds: its contact unless shared.
 fn identity_key<'a>(c: &'a Customer, field: &str) -> Option<&'a str> {
-    contact(c, field).filter(|(_, shared)| c.is_live() && !shared).map(|(key, _)| key)
+    contact(c, field)
+        .filter(|(_, shared)| c.is_live() && !shared)
+        .map(|(key, _)| key)
 }
 
 /// Whether `c`'s contact is shared on this till only because another
@@ -279,10 +281,13 @@ fn kept_shared(w: &Writer<'_>, c: &Customer, field: &str) -> Result<bool> {
     let Some((key, true)) = contact(c, field) else {
         return Ok(false);
     };
-    let canonical = if field == "phone" { "e164" } else { "canonical" };
-    let recorded: Option<(Option<String>, Option<bool>)> = w
-        .tx
-        .prepare_cached(&format!(
+    let canonical = if field == "phone" {
+        "e164"
+    } else {
+        "canonical"
+    };
+    let recorded: Option<(Option<String>, Option<bool>)> =
+        w.tx.prepare_cached(&format!(
             "SELECT json_extract(fields, '$.{field}.{canonical}'),
                     json_extract(fields, '$.{field}.shared')
              FROM changes
@@ -329,9 +334,8 @@ fn settle_contacts(
             .and_then(|b| identity_key(b, field))
             .filter(|key| identity_key(after, field) != Some(*key));
         if let Some(key) = released {
-            let waiting = w
-                .tx
-                .prepare_cached(&format!(
+            let waiting =
+                w.tx.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM customers
                      WHERE {column} = ?1 AND {shared} = 1
                        AND deleted_at IS NULL AND merged_into IS NULL

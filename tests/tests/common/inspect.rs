@@ -71,11 +71,9 @@ impl ServerView {
     /// Reads tenant `tenant` from the server's data directory `data` (the
     /// server may be running: this is one read transaction beside it).
     pub fn read(data: &Path, tenant: &str) -> ServerView {
-        let mut conn = Connection::open_with_flags(
-            data.join(FILE_NAME),
-            OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open server database");
+        let mut conn =
+            Connection::open_with_flags(data.join(FILE_NAME), OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("open server database");
         let tx = conn.transaction().expect("read transaction");
         let customers = query(
             &tx,
@@ -211,7 +209,9 @@ pub fn till_local_changes(store: &Store) -> BTreeMap<String, bool> {
 pub fn till_change_ids(store: &Store) -> std::collections::BTreeSet<String> {
     let conn = Connection::open_with_flags(store.path(), OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open till");
-    let mut stmt = conn.prepare("SELECT change_id FROM changes").expect("prepare");
+    let mut stmt = conn
+        .prepare("SELECT change_id FROM changes")
+        .expect("prepare");
     let rows = stmt
         .query_map([], |r| r.get(0))
         .expect("changes")

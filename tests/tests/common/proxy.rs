@@ -36,7 +36,11 @@ impl Upstream {
     }
 
     fn connect(&self) -> io::Result<TcpStream> {
-        let addr = self.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let addr = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         Ok(stream)
