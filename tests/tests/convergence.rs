@@ -40,6 +40,7 @@ use common::inspect::{self, differences, Fields, ServerView};
 use common::proxy::{Proxy, Upstream};
 use common::{Server, Till};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use till_core::bills::chain::GENESIS;
@@ -167,6 +168,7 @@ struct Stats {
     syncs: usize,
     syncs_cut_short: usize,
     dropped: usize,
+    dropped_pushes: usize,
     duplicated: usize,
     restarts: usize,
     mid_sync_restarts: usize,
@@ -180,6 +182,7 @@ impl Stats {
         self.syncs += o.syncs;
         self.syncs_cut_short += o.syncs_cut_short;
         self.dropped += o.dropped;
+        self.dropped_pushes += o.dropped_pushes;
         self.duplicated += o.duplicated;
         self.restarts += o.restarts;
         self.mid_sync_restarts += o.mid_sync_restarts;
@@ -319,14 +322,13 @@ impl World {
         for device in &self.devices {
             let counts = device.proxy.counts();
             self.stats.dropped += counts.dropped.load(Ordering::Relaxed);
+            self.stats.dropped_pushes += counts.dropped_pushes.load(Ordering::Relaxed);
             self.stats.duplicated += counts.duplicated.load(Ordering::Relaxed);
             device.proxy.set_faults(0.0, 0.0);
         }
         for round in 0..2 {
             let mut order: Vec<usize> = (0..self.devices.len()).collect();
-            for i in (1..order.len()).rev() {
-                order.swap(i, self.rng.random_range(0..=i));
-            }
+            order.shuffle(&mut self.rng);
             self.note(format!("    final round {round}: {order:?}"));
             for d in order {
                 self.sync(d, false)?;
@@ -1115,14 +1117,16 @@ fn main() {
     }
     println!(
         "{} seeds in {:.1} s ({jobs} at once): {} operations, {} syncs ({} cut short by \
-         faults), {} answers dropped, {} requests duplicated, {} server restarts ({} inside a \
-         sync), {} till processes killed mid-sync, {} changes quarantined",
+         faults), {} answers dropped ({} of pushes the server committed), {} requests \
+         duplicated, {} server restarts ({} inside a sync), {} till processes killed \
+         mid-sync, {} changes quarantined",
         results.len(),
         started.elapsed().as_secs_f64(),
         total.ops,
         total.syncs,
         total.syncs_cut_short,
         total.dropped,
+        total.dropped_pushes,
         total.duplicated,
         total.restarts,
         total.mid_sync_restarts,
@@ -1133,7 +1137,7 @@ fn main() {
     // than it claims.
     if seeds.len() >= 20 {
         let missing: Vec<&str> = [
-            ("dropped answers", total.dropped),
+            ("dropped answers to pushes", total.dropped_pushes),
             ("duplicated requests", total.duplicated),
             ("restarts", total.restarts),
             ("restarts inside a sync", total.mid_sync_restarts),

@@ -68,6 +68,8 @@ pub struct FaultCounts {
     pub passed: AtomicUsize,
     /// Answered by the server, the answer never delivered.
     pub dropped: AtomicUsize,
+    /// Of those, pushes: committed by the server, unknown to the till.
+    pub dropped_pushes: AtomicUsize,
     /// Sent to the server twice.
     pub duplicated: AtomicUsize,
 }
@@ -212,6 +214,9 @@ fn relay(client: TcpStream, shared: &Shared) -> io::Result<()> {
             ));
         };
         if fault == Fault::DropResponse {
+            if request.starts_with(b"POST ") {
+                shared.counts.dropped_pushes.fetch_add(1, Ordering::Relaxed);
+            }
             return Ok(());
         }
         to_client.write_all(&response)?;
