@@ -202,6 +202,7 @@ enum Op {
     Restore,
     Sell,
     Open,
+    AddLine,
     Pay,
     Void,
     RefundAll,
@@ -209,7 +210,7 @@ enum Op {
 }
 
 /// Operations and their weights.
-const OPS: [(Op, u32); 13] = [
+const OPS: [(Op, u32); 14] = [
     (Op::Create, 10),
     (Op::FindOrCreate, 8),
     (Op::Rename, 7),
@@ -219,6 +220,7 @@ const OPS: [(Op, u32); 13] = [
     (Op::Restore, 3),
     (Op::Sell, 14),
     (Op::Open, 6),
+    (Op::AddLine, 3),
     (Op::Pay, 6),
     (Op::Void, 4),
     (Op::RefundAll, 4),
@@ -247,6 +249,7 @@ fn fail<T>(what: impl std::fmt::Display) -> Outcome<T> {
 
 impl World {
     fn new(seed: u64) -> World {
+        let mut rng = StdRng::seed_from_u64(seed);
         let dir = tempfile::tempdir().expect("dir");
         let data = dir.path().join("server");
         let server = Server::start(&data);
@@ -267,6 +270,10 @@ impl World {
                 // most of the time; a sync that still gives up is retried by
                 // the next one, as an app would.
                 config.max_attempts = 4;
+                // Small batches and pages: more requests for the faults to
+                // land between, more transactions for a kill to cut.
+                config.push_batch = rng.random_range(2..20);
+                config.pull_page = rng.random_range(2..20);
                 Device {
                     store_code,
                     device_code,
@@ -277,7 +284,7 @@ impl World {
             })
             .collect();
         World {
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             dir,
             head: Head {
                 data,
@@ -637,6 +644,17 @@ impl World {
                 let bill = self.devices[d].store().open_bill(new)?;
                 self.made_bill(d, &bill);
                 Ok(format!("open {}", bill.number))
+            }
+            Op::AddLine => {
+                let me = self.devices[d].device_code;
+                let Some(bill) =
+                    self.pick_bill(d, |b| b.device_id == me && b.status == BillStatus::Open)
+                else {
+                    return self.operate(d, step, Op::Open);
+                };
+                let line = NewLine::item("SKU9", "Item", 1, self.rng.random_range(50..2_000));
+                let bill = self.devices[d].store().add_line(bill.id, line)?;
+                Ok(format!("add a line to {} ({})", bill.number, bill.total))
             }
             Op::Pay => {
                 let me = self.devices[d].device_code;
