@@ -167,6 +167,17 @@ impl AsyncSyncClient {
         outcome.map(|()| summary)
     }
 
+    /// Waits until the server holds changes this device has not pulled, or
+    /// until `timeout` (the server caps it, at 25 s by default) runs out:
+    /// `true` means sync now, `false` means nothing came; wait again. One
+    /// long-poll request, so a till sees another till's sale within moments
+    /// without polling. Retryable failures are retried like a sync's.
+    pub async fn wait_for_changes(&self, store: &Store, timeout: Duration) -> Result<bool> {
+        let cursor = store.read(outbox::cursor)?;
+        let answer = self.transport.wait(cursor, timeout, &NoopObserver).await?;
+        Ok(answer.changes)
+    }
+
     /// Phase 1: the outbox, batch by batch, until it is empty.
     async fn push(
         &self,
@@ -269,6 +280,14 @@ impl SyncClient {
     /// Runs one sync of `store`, blocking until it ends.
     pub fn sync(&self, store: &Store, observer: &dyn SyncObserver) -> Result<SyncSummary> {
         self.runtime.block_on(self.inner.sync(store, observer))
+    }
+
+    /// Blocks until the server holds changes this device has not pulled
+    /// (`true`) or `timeout` runs out (`false`); see
+    /// [`AsyncSyncClient::wait_for_changes`].
+    pub fn wait_for_changes(&self, store: &Store, timeout: Duration) -> Result<bool> {
+        self.runtime
+            .block_on(self.inner.wait_for_changes(store, timeout))
     }
 }
 
