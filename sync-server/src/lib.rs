@@ -87,8 +87,9 @@ impl Default for Limits {
             // Each wait holds a connection, i.e. a file descriptor; 500 fit
             // under the 1,024 descriptors a Linux process gets by default
             // with room for pushes, pulls and the database. An open wait
-            // costs about 9 KiB of memory (measured: 500 waits on a running
-            // `till-server`, see the README), so raise this with `ulimit -n`.
+            // costs about 35 KiB of server memory, 17 MiB for 500
+            // (`ops.wait_kib` of `cargo bench -p till-sync-server --bench
+            // ops`), so raise this together with `ulimit -n`.
             max_waiters: 500,
             // One wait per till, plus the ones a till's lost connections
             // leave behind until their timeout or the server notices.

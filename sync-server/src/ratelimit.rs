@@ -33,9 +33,10 @@ impl Default for RateLimit {
     /// a burst of 120 passes 120 pages at once (24,000 changes, or 60,000
     /// pushed), and 20 a second after that still moves 4,000 changes a
     /// second, while a device stuck in a loop is held to 20 requests a
-    /// second. Pull throughput on this 2-core machine is about 150 pages a
-    /// second in all (`cargo test -p till-sync-server --test ops -- --nocapture`
-    /// prints it), so no single device can take more than an eighth of it.
+    /// second. One device pulls about 340 pages a second on this 2-core
+    /// machine (`ops.pull_pages_per_s` of `cargo bench -p till-sync-server
+    /// --bench ops -- --quick`, taken under a load average of 16), so a
+    /// runaway device gets at most about a seventeenth of the server.
     fn default() -> Self {
         RateLimit {
             per_second: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),

@@ -23,6 +23,12 @@
 //! 3. **Finish**: the sync time (or the error that ended it) is recorded for
 //!    [`Store::sync_status`].
 //!
+//! Between syncs, an idle till waits for news with
+//! [`AsyncSyncClient::wait_for_changes`] (or the blocking
+//! [`SyncClient::wait_for_changes`]): one long-poll request that returns as
+//! soon as the server holds changes after the device's cursor, so the app
+//! syncs the moment another till's sale lands instead of polling.
+//!
 //! Failures: the transport retries what can heal by itself (see
 //! `transport`); the rest ends the sync with [`Error::Sync`] carrying a
 //! [`SyncError`], local data intact.

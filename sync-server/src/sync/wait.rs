@@ -89,11 +89,10 @@ impl Waiters {
         if open.total >= self.max_total {
             return Err(ApiError::WaitsFull { device: false });
         }
-        let mine = open.by_device.entry(scope.clone()).or_default();
-        if *mine >= self.max_per_device {
+        if open.by_device.get(scope).copied().unwrap_or(0) >= self.max_per_device {
             return Err(ApiError::WaitsFull { device: true });
         }
-        *mine += 1;
+        *open.by_device.entry(scope.clone()).or_default() += 1;
         open.total += 1;
         self.gauge.inc();
         Ok(Slot {
