@@ -527,11 +527,14 @@ async fn waits_end_when_their_clients_go_away() {
 #[tokio::test]
 async fn a_push_past_the_time_limit_answers_503_and_still_lands_once() {
     let limits = Limits {
-        request_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(2),
+        max_wait: Duration::from_millis(1_900),
+        wait_recheck: Duration::from_secs(600),
         ..Limits::default()
     };
     let server = Server::start_with(limits).await;
     let token = server.enroll("t1", "S1", "T1").await;
+    let watcher = server.enroll("t1", "S1", "T2").await;
     let batch = vec![customer("S1/T1", "Asha"), customer("S1/T1", "Ravi")];
 
     let lock = server.hold_write_lock();
@@ -545,7 +548,19 @@ async fn a_push_past_the_time_limit_answers_503_and_still_lands_once() {
     assert_eq!(retry_after(&resp), Some(1));
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["code"], json!("timeout"));
+    // A wait opened now hears of that batch when it commits, though its
+    // request was answered long before: the push's task announces it.
+    let (_, body) = server.wait(&watcher, "cursor=0&timeout_ms=0").await;
+    assert_eq!(body, json!({"changes": false}), "not committed yet");
+    let waiting = spawn_wait(&server, &watcher, "cursor=0");
+    waiters_open(&server, 1).await;
     drop(lock);
+    let (_, body, waited) = waiting.await.expect("join");
+    assert_eq!(body, json!({"changes": true}), "the late commit is seen");
+    assert!(
+        waited < Duration::from_millis(1_900),
+        "woken before its timeout"
+    );
 
     // The batch the answer was lost for committed once the lock went; the
     // retry learns its sequences.

@@ -8,6 +8,8 @@
 pub mod apply;
 pub mod wait;
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::Json;
 use serde::de::DeserializeOwned;
@@ -71,10 +73,23 @@ pub async fn push(
     }
     let ids: Vec<String> = checked.iter().map(|c| c.change_id.to_string()).collect();
     let ahead: Vec<bool> = checked.iter().map(|c| runs_ahead(c, now)).collect();
-    let outcomes = state.storage.push(&scope, checked, now).await?;
-    if let Some(head) = outcomes.iter().filter_map(accepted_seq).max() {
-        state.waiters.notify(&scope.tenant, head);
-    }
+    // Stored and announced in a task of its own: a batch whose request
+    // times out or whose client goes away still commits (its blocking work
+    // runs on), and the waits of its tenant still hear of it.
+    let (storage, waiters, pusher) = (
+        Arc::clone(&state.storage),
+        Arc::clone(&state.waiters),
+        scope.clone(),
+    );
+    let outcomes = tokio::spawn(async move {
+        let outcomes = storage.push(&pusher, checked, now).await?;
+        if let Some(head) = outcomes.iter().filter_map(accepted_seq).max() {
+            waiters.notify(&pusher.tenant, head);
+        }
+        Ok::<_, ApiError>(outcomes)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("push task: {e}")))??;
     let clamped = outcomes
         .iter()
         .zip(ahead)
