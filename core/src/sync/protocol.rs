@@ -176,6 +176,36 @@ pub struct ServerChange {
     pub change: Change,
 }
 
+/// `GET /v1/wait?cursor=N&timeout_ms=M`: a long poll. The server answers as
+/// soon as the device's scope holds a change after `cursor`, or when the
+/// timeout runs out, whichever comes first; a till waits, pulls when told
+/// there are changes, and waits again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitRequest {
+    /// The device's pull cursor.
+    #[serde(default)]
+    pub cursor: i64,
+    /// How long to wait at most, in milliseconds; the server caps it (at
+    /// [`DEFAULT_WAIT_MS`] unless configured otherwise) and uses the cap
+    /// when absent.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The answer to a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitResponse {
+    /// The device's scope holds a change after the cursor: pull now. When
+    /// false the wait timed out with nothing new; wait again.
+    pub changes: bool,
+}
+
+/// The longest a wait lasts unless the server is configured otherwise: 25 s,
+/// under the 30 s request timeouts of server and client and under the 60 s
+/// idle timeouts common in proxies and NAT tables, so an idle wait ends with
+/// an answer instead of a cut connection.
+pub const DEFAULT_WAIT_MS: u64 = 25_000;
+
 /// `GET /v1/bootstrap`: one page of the snapshot a new device starts from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BootstrapPage {

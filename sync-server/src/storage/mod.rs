@@ -139,6 +139,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> StorageResult<PullResponse>;
 
+    /// Whether the log holds a change visible to `scope` after `cursor`,
+    /// read from the database (not from anything cached), so a long-poll
+    /// wait's answer is true when given even with several server instances
+    /// on one database. Fails with [`StorageError::CursorAhead`] as
+    /// [`Storage::pull`] does.
+    async fn changes_after(&self, scope: &DeviceScope, cursor: i64) -> StorageResult<bool>;
+
     /// Creates a tenant.
     async fn create_tenant(&self, tenant: &str, name: &str, now_ms: i64) -> StorageResult<()>;
 

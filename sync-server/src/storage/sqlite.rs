@@ -237,6 +237,14 @@ fn store_record(
     Ok(())
 }
 
+/// The tenant's last server sequence.
+fn tenant_head(tx: &rusqlite::Transaction<'_>, tenant: &str) -> StorageResult<i64> {
+    tx.prepare_cached("SELECT last_seq FROM tenants WHERE id = ?1")?
+        .query_row([tenant], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StorageError::NotFound(format!("tenant {tenant}")))
+}
+
 /// Pushes one checked change inside the batch transaction.
 fn push_one(
     tx: &rusqlite::Transaction<'_>,
@@ -450,6 +458,30 @@ impl Storage for SqliteStorage {
                 cursor,
                 has_more,
             })
+        })
+        .await
+    }
+
+    async fn changes_after(&self, scope: &DeviceScope, cursor: i64) -> StorageResult<bool> {
+        let scope = scope.clone();
+        self.read(move |tx| {
+            let head = tenant_head(tx, &scope.tenant)?;
+            if cursor > head {
+                return Err(StorageError::CursorAhead { cursor, head });
+            }
+            // Walks only the entries after the cursor: as cheap as the wait is short.
+            let found = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM log WHERE tenant = :tenant AND seq > :cursor
+                                    AND (store IS NULL OR store = :store))",
+                )?
+                .query_row(
+                    named_params! {
+                        ":tenant": scope.tenant, ":cursor": cursor, ":store": scope.store,
+                    },
+                    |r| r.get(0),
+                )?;
+            Ok(found)
         })
         .await
     }
