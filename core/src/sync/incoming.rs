@@ -21,6 +21,14 @@
 //!   of every customer a pulled bill touches are recomputed from the bills
 //!   in the same transaction;
 //! - fields this build does not know are kept in the record's `extra`;
+//! - a merge (a customer entry setting `merged_into`, see `dedup`) applies
+//!   whole, whatever the outbox holds: the server froze the loser as that
+//!   tombstone, and a local edit of it still waiting is redirected to the
+//!   survivor when it arrives. This device's bills of the loser move to the
+//!   survivor in the same transaction (the unpushed ones too: the server
+//!   redirects them when they arrive), both customers' metrics are
+//!   recomputed, and the tombstone maps the old id to the survivor for every
+//!   later read and sale (`customers::resolve_live`);
 //! - an entry that cannot be applied (a record this device never saw
 //!   created) is recorded and skipped with a warning, never blocking the log.
 
@@ -160,7 +168,17 @@ fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
     let Ok(id) = change.entity_id.parse::<Uuid>() else {
         return Ok(None);
     };
-    let pending = pending_fields(w, &change.entity_id)?;
+    let survivor = match change.fields.get("merged_into").and_then(Value::as_str) {
+        Some(text) => match text.parse::<Uuid>() {
+            Ok(survivor) => Some(survivor),
+            Err(_) => return Ok(None),
+        },
+        None => None,
+    };
+    let pending = match survivor {
+        Some(_) => BTreeSet::new(),
+        None => pending_fields(w, &change.entity_id)?,
+    };
     let current = not_found_as_none(customers::load(w, id))?;
     let mut base = match &current {
         Some((_, c)) => as_object(customers::change_fields(c)?),
@@ -180,9 +198,13 @@ fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
         return Ok(None);
     };
     let rid = current.as_ref().map(|(rid, _)| *rid);
-    // Two devices can each create a live customer with one phone or email
-    // offline; until the server's dedup merges them (and the merge flows
-    // here), the pulled one holds the contact as shared on this device.
+    // The server merges two live holders of one identity contact in the
+    // transaction that made them collide, but a page can end between the
+    // entry that made the collision and the merge entries that follow it.
+    // Meanwhile the pulled customer holds the contact as shared on this
+    // device, so the unique index stays whole; the merge puts it right
+    // (the loser's tombstone carries its whole record, and the survivor's
+    // entry, which comes after the tombstones, its contacts).
     for _ in 0..2 {
         match customers::check_unique(w, &after, rid) {
             Err(Error::Duplicate { field, .. }) => {
@@ -204,7 +226,22 @@ fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
         w.tx.prepare_cached("UPDATE customers SET extra = json_patch(extra, ?1) WHERE rid = ?2")?
             .execute(rusqlite::params![serde_json::to_string(&extra)?, rid])?;
     }
+    if let Some(survivor) = survivor {
+        take_over_bills(w, id, survivor)?;
+    }
     Ok(Some(true))
+}
+
+/// A pulled merge of `loser` into `survivor`: this device's bills of the
+/// loser move to the survivor, and both customers' metrics follow.
+fn take_over_bills(w: &Writer<'_>, loser: Uuid, survivor: Uuid) -> Result<()> {
+    let (loser, survivor) = (loser.to_string(), survivor.to_string());
+    w.tx.prepare_cached("UPDATE bills SET customer_id = ?2 WHERE customer_id = ?1")?
+        .execute([&loser, &survivor])?;
+    for customer in [&loser, &survivor] {
+        crate::metrics::recompute(w, customer)?;
+    }
+    Ok(())
 }
 
 /// Applies a pulled bill change; `None` when it cannot be applied.

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod conflict;
+pub mod dedup;
 mod error;
 mod incoming;
 mod outbox;
