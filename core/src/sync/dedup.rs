@@ -11,9 +11,13 @@
 //!   person). Deleted customers hold none.
 //! - **The cluster** of a changed live customer: every live customer that
 //!   holds one of its keys, and onwards through theirs (A shares a phone
-//!   with B, B an email with C: all three). A key a merged-away customer
-//!   held stays a key of its survivor, so a chain merges the same whichever
-//!   link arrives last.
+//!   with B, B an email with C: all three).
+//! - **A merge never drops a key**: a key any of the merged customers held
+//!   that the merged survivor no longer holds (the loser's, or the
+//!   survivor's own phone replaced by the loser's later one) stays a key of
+//!   the survivor, an *alias*. So a chain merges the same whichever link
+//!   arrives last, and a customer typed later with the person's other
+//!   number joins them.
 //! - **The survivor** is the cluster's smallest id: UUIDv7 ids begin with
 //!   their creation time, so it is the customer created first, and it
 //!   depends on the set of customers only, never on arrival order.
@@ -88,7 +92,8 @@ const EARLIEST: [&str; 1] = ["created_at_ms"];
 const MAX_HOPS: usize = 16;
 
 /// A key that says two customers are the same person.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum IdentityKey {
     /// A canonical E.164 phone not marked shared.
     Phone(String),
@@ -265,6 +270,8 @@ pub struct MergeRecord {
     pub bills: Vec<String>,
     /// Tombstones that pointed at the loser and now point at the survivor.
     pub repointed: Vec<String>,
+    /// Keys the merged survivor no longer holds, kept as its aliases.
+    pub aliases: Vec<IdentityKey>,
     /// The pushed change that made the customers collide.
     pub trigger: Uuid,
     /// The server sequence of the loser's tombstone entry.
@@ -283,9 +290,11 @@ pub trait Ledger {
     type Error;
     /// The merge state of customer `id`, if the server has it.
     fn customer(&mut self, id: &str) -> Result<Option<RecordState>, Self::Error>;
-    /// Ids of the customers, live or merged away (not deleted), whose
-    /// values hold `key`.
+    /// Ids of the live customers whose values hold `key`, and of the
+    /// customers `key` is an alias of.
     fn key_holders(&mut self, key: &IdentityKey) -> Result<Vec<String>, Self::Error>;
+    /// Keeps `key` as an alias of customer `id`.
+    fn add_alias(&mut self, key: &IdentityKey, id: &str) -> Result<(), Self::Error>;
     /// Ids of the tombstones whose `merged_into` is `id`.
     fn merged_into(&mut self, id: &str) -> Result<Vec<String>, Self::Error>;
     /// The bills of customer `id`, in every store.
@@ -432,9 +441,9 @@ pub fn merge_cluster<L: Ledger>(
     let mut records = Vec::with_capacity(losers.len());
     for (loser, before) in losers {
         let dead = tombstone(before, &survivor);
-        // The whole record: a device whose copy of the loser differs (an
-        // edit of it the server redirected to the survivor) takes the
-        // server's, so every tombstone ends the same.
+        // Every entry setting `merged_into` carries the whole record: a
+        // device whose copy differs (an edit the server redirected to the
+        // survivor) takes the server's, so every tombstone ends the same.
         let fields = dead.values.clone();
         let previous = before_of(&fields, &before.values);
         let tombstone_seq = ledger.append(&Entry {
@@ -448,10 +457,11 @@ pub fn merge_cluster<L: Ledger>(
             let Some(old) = ledger.customer(&id)? else {
                 continue;
             };
-            let fields = Fields::from_iter([("merged_into".into(), Value::from(survivor.clone()))]);
+            let state = tombstone(&old, &survivor);
+            let fields = state.values.clone();
             let before = before_of(&fields, &old.values);
             ledger.append(&Entry {
-                state: tombstone(&old, &survivor),
+                state,
                 store: None,
                 change: server_change(trigger, customer, &id, MERGE_OP, fields, before, now_ms),
             })?;
@@ -478,19 +488,31 @@ pub fn merge_cluster<L: Ledger>(
             bills.push(bill.id);
         }
 
+        let folded = fold(&merged, before);
+        let kept = identity_keys(&folded.values);
+        let mut aliases: Vec<IdentityKey> = identity_keys(&merged.values)
+            .into_iter()
+            .chain(identity_keys(&before.values))
+            .filter(|key| !kept.contains(key))
+            .collect();
+        aliases.sort();
+        aliases.dedup();
+        for key in &aliases {
+            ledger.add_alias(key, &survivor)?;
+        }
         records.push(MergeRecord {
             survivor: survivor.clone(),
             loser: loser.clone(),
-            survivor_before: merged.clone(),
+            survivor_before: std::mem::replace(&mut merged, folded),
             loser_before: before.clone(),
             bills,
             repointed,
+            aliases,
             trigger: trigger.change_id,
             tombstone_seq,
             survivor_seq: 0,
             at_ms: now_ms,
         });
-        merged = fold(&merged, before);
     }
 
     // The survivor's entry comes after the tombstones and names its

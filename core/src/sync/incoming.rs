@@ -21,10 +21,11 @@
 //!   of every customer a pulled bill touches are recomputed from the bills
 //!   in the same transaction;
 //! - fields this build does not know are kept in the record's `extra`;
-//! - a merge (a customer entry setting `merged_into`, see `dedup`) applies
-//!   whole, whatever the outbox holds: the server froze the loser as that
-//!   tombstone, and a local edit of it still waiting is redirected to the
-//!   survivor when it arrives. This device's bills of the loser move to the
+//! - a merge (a customer entry setting `merged_into`, see `dedup`) carries
+//!   the loser's whole record and is taken as it is, whatever the local copy
+//!   or the outbox holds: the server froze the loser as that tombstone, and
+//!   a local edit of it still waiting is redirected to the survivor when it
+//!   arrives. This device's bills of the loser move to the
 //!   survivor in the same transaction (the unpushed ones too: the server
 //!   redirects them when they arrive), both customers' metrics are
 //!   recomputed, and the tombstone maps the old id to the survivor for every
@@ -175,14 +176,16 @@ fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
         },
         None => None,
     };
-    let pending = match survivor {
-        Some(_) => BTreeSet::new(),
-        None => pending_fields(w, &change.entity_id)?,
-    };
     let current = not_found_as_none(customers::load(w, id))?;
-    let mut base = match &current {
-        Some((_, c)) => as_object(customers::change_fields(c)?),
-        None => Map::new(),
+    // A merge entry carries the loser's whole record as the server froze it:
+    // it is taken as it is, over any local copy and any pending local edit.
+    let (mut base, pending) = match (&current, survivor) {
+        (_, Some(_)) => (Map::new(), BTreeSet::new()),
+        (Some((_, c)), None) => (
+            as_object(customers::change_fields(c)?),
+            pending_fields(w, &change.entity_id)?,
+        ),
+        (None, None) => (Map::new(), pending_fields(w, &change.entity_id)?),
     };
     let changed = overlay(&mut base, change, &pending);
     if !changed && current.is_some() {
@@ -222,7 +225,10 @@ fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
     }
     let rid = customers::write_row(w, rid, current.as_ref().map(|(_, c)| c), &after)?;
     let extra = unknown_fields(change, &customers::change_fields(&after)?);
-    if !extra.is_empty() {
+    if survivor.is_some() {
+        w.tx.prepare_cached("UPDATE customers SET extra = ?1 WHERE rid = ?2")?
+            .execute(rusqlite::params![serde_json::to_string(&extra)?, rid])?;
+    } else if !extra.is_empty() {
         w.tx.prepare_cached("UPDATE customers SET extra = json_patch(extra, ?1) WHERE rid = ?2")?
             .execute(rusqlite::params![serde_json::to_string(&extra)?, rid])?;
     }

@@ -37,9 +37,9 @@
 //! sequenced) with the change that caused it. Every backend thus applies
 //! identical rules.
 //!
-//! **Dedup** also keeps, per tenant: each customer's identity keys (a
-//! merged-away one's too, as keys of its survivor), its `merged_into`, and
-//! one [`MergeRecord`] per customer folded into another.
+//! **Dedup** also keeps, per tenant: each live customer's identity keys, the
+//! aliases merges left (keys that stay with a survivor), each customer's
+//! `merged_into`, and one [`MergeRecord`] per customer folded into another.
 //!
 //! [`RecordState`]: till_core::sync::conflict::RecordState
 //! [`dedup::redirect`]: till_core::sync::dedup::redirect

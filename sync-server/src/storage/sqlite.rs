@@ -352,6 +352,14 @@ fn push_one(
     Ok(PushOutcome::Accepted { server_seq: seq })
 }
 
+/// An identity key as the `aliases` table holds it: (kind, key).
+fn key_parts(key: &IdentityKey) -> (&'static str, &str) {
+    match key {
+        IdentityKey::Phone(phone) => ("phone", phone),
+        IdentityKey::Email(email) => ("email", email),
+    }
+}
+
 /// The dedup engine's view of one tenant, inside the push transaction.
 struct TenantLedger<'a, 't> {
     tx: &'a rusqlite::Transaction<'t>,
@@ -378,24 +386,37 @@ impl dedup::Ledger for TenantLedger<'_, '_> {
     }
 
     fn key_holders(&mut self, key: &IdentityKey) -> StorageResult<Vec<String>> {
-        // Two statements, so each reads its own partial index.
-        let (sql, value) = match key {
-            IdentityKey::Phone(phone) => (
+        let (kind, value) = key_parts(key);
+        // Each branch reads its own index (the live-key indexes are partial).
+        let sql = match key {
+            IdentityKey::Phone(_) => {
                 "SELECT id FROM customers WHERE tenant = ?1 AND phone_e164 = ?2 AND live = 1
                  UNION ALL
-                 SELECT id FROM customers
-                 WHERE tenant = ?1 AND phone_e164 = ?2 AND merged_into IS NOT NULL",
-                phone,
-            ),
-            IdentityKey::Email(email) => (
+                 SELECT customer FROM aliases WHERE tenant = ?1 AND kind = ?3 AND key = ?2"
+            }
+            IdentityKey::Email(_) => {
                 "SELECT id FROM customers WHERE tenant = ?1 AND email = ?2 AND live = 1
                  UNION ALL
-                 SELECT id FROM customers
-                 WHERE tenant = ?1 AND email = ?2 AND merged_into IS NOT NULL",
-                email,
-            ),
+                 SELECT customer FROM aliases WHERE tenant = ?1 AND kind = ?3 AND key = ?2"
+            }
         };
-        self.ids(sql, value)
+        let ids = self
+            .tx
+            .prepare_cached(sql)?
+            .query_map([self.tenant, value, kind], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
+    }
+
+    fn add_alias(&mut self, key: &IdentityKey, id: &str) -> StorageResult<()> {
+        let (kind, value) = key_parts(key);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO aliases (tenant, kind, key, customer) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute([self.tenant, kind, value, id])?;
+        Ok(())
     }
 
     fn merged_into(&mut self, id: &str) -> StorageResult<Vec<String>> {

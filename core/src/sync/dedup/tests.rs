@@ -51,6 +51,7 @@ fn email(canonical: &str) -> Value {
 struct Memory {
     customers: BTreeMap<String, RecordState>,
     bills: BTreeMap<String, (String, RecordState)>,
+    aliases: BTreeSet<(IdentityKey, String)>,
     log: Vec<Change>,
     merges: Vec<MergeRecord>,
 }
@@ -63,13 +64,22 @@ impl Ledger for Memory {
     }
 
     fn key_holders(&mut self, key: &IdentityKey) -> Result<Vec<String>, Infallible> {
-        Ok(self
+        let live = self
             .customers
             .iter()
-            .filter(|(_, s)| is_live(&s.values) || merged_into(&s.values).is_some())
-            .filter(|(_, s)| identity_keys(&s.values).contains(key))
-            .map(|(id, _)| id.clone())
-            .collect())
+            .filter(|(_, s)| is_live(&s.values) && identity_keys(&s.values).contains(key))
+            .map(|(id, _)| id.clone());
+        let aliased = self
+            .aliases
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, id)| id.clone());
+        Ok(live.chain(aliased).collect())
+    }
+
+    fn add_alias(&mut self, key: &IdentityKey, id: &str) -> Result<(), Infallible> {
+        self.aliases.insert((key.clone(), id.to_owned()));
+        Ok(())
     }
 
     fn merged_into(&mut self, id: &str) -> Result<Vec<String>, Infallible> {
@@ -198,12 +208,14 @@ fn sale(n: u8, bill: u8, wall: i64, store: &str) -> Change {
     )
 }
 
-/// The live customer each id ends at, the live customers' states, and
-/// each bill's customer: everything the order must not change.
+/// The live customer each id ends at, the live customers' states, each
+/// bill's customer, and the live customers each key leads to: everything
+/// the order must not change.
 type Outcome = (
     BTreeMap<String, Option<String>>,
     BTreeMap<String, RecordState>,
     BTreeMap<String, Value>,
+    BTreeMap<IdentityKey, BTreeSet<String>>,
 );
 
 fn outcome(mem: &mut Memory) -> Outcome {
@@ -223,7 +235,21 @@ fn outcome(mem: &mut Memory) -> Outcome {
         .iter()
         .map(|(id, (_, s))| (id.clone(), field(&s.values, "customer_id").clone()))
         .collect();
-    (ends, live, bills)
+    let keys: BTreeSet<IdentityKey> = mem
+        .customers
+        .values()
+        .flat_map(|s| identity_keys(&s.values))
+        .chain(mem.aliases.iter().map(|(k, _)| k.clone()))
+        .collect();
+    let mut leads = BTreeMap::new();
+    for key in keys {
+        let mut to = BTreeSet::new();
+        for holder in ok(mem.key_holders(&key)) {
+            to.extend(ok(follow(mem, &holder)));
+        }
+        leads.insert(key, to);
+    }
+    (ends, live, bills, leads)
 }
 
 /// The invariants after every push: no two live customers share a key,
@@ -250,9 +276,10 @@ fn check_invariants(mem: &Memory) {
     }
 }
 
-/// The scenario: A and B share a phone, B and C an email (a chain); D
-/// stands alone with a phone E holds as shared (a household number);
-/// edits of the losers' other fields, and sales to each.
+/// The scenario, as streams of changes each pushed in its own order: A
+/// and B share a phone, B and C an email (a chain), with edits of the
+/// losers' other fields; D, F and G meet through an email and an alias; E
+/// holds D's number as shared and stays apart; sales to most of them.
 fn streams() -> Vec<Vec<Change>> {
     vec![
         vec![
@@ -287,13 +314,30 @@ fn streams() -> Vec<Vec<Change>> {
             sale(3, 3, 230, "S1"),
         ],
         vec![
-            create(4, 130, json!({"phone": phone("+919000000001", false)})),
+            create(
+                4,
+                130,
+                json!({"phone": phone("+919000000001", false), "email": email("d@x.in")}),
+            ),
             sale(4, 4, 240, "S1"),
+            // E holds D's number as a shared (household) phone.
+            create(5, 140, json!({"phone": phone("+919000000001", true)})),
+        ],
+        // F shares D's email with a later phone: when they merge first, D's
+        // own phone is replaced and stays D's only as an alias, by which G
+        // (typed later with it) still finds D.
+        vec![
+            create(
+                6,
+                500,
+                json!({"phone": phone("+919000000002", false), "email": email("d@x.in")}),
+            ),
+            sale(6, 5, 510, "S2"),
         ],
         vec![create(
-            5,
-            140,
-            json!({"phone": phone("+919000000001", true)}),
+            7,
+            600,
+            json!({"phone": phone("+919000000001", false)}),
         )],
     ]
 }
@@ -630,16 +674,20 @@ fn a_merge_is_logged_in_order_and_recorded_completely_enough_to_undo() {
             let s = undone.customers.get_mut(id).expect("tombstone");
             s.values.insert("merged_into".into(), json!(r.loser));
         }
+        for key in &r.aliases {
+            undone.aliases.remove(&(key.clone(), r.survivor.clone()));
+        }
     }
     let mut expected = before.customers.clone();
     expected.insert(cid(1), records[0].survivor_before.clone());
     assert_eq!(undone.customers, expected);
     assert_eq!(undone.bills, before.bills);
+    assert_eq!(undone.aliases, before.aliases);
 }
 
 #[test]
 fn the_scenario_merges_to_the_expected_customers() {
-    let (_, (ends, live, bills)) = run(&[0]);
+    let (mem, (ends, live, bills, leads)) = run(&[0]);
     let (a, d, e) = (cid(1), cid(4), cid(5));
     assert_eq!(
         live.keys().cloned().collect::<Vec<_>>(),
@@ -648,6 +696,22 @@ fn the_scenario_merges_to_the_expected_customers() {
     for n in 1..=3 {
         assert_eq!(ends[&cid(n)], Some(a.clone()));
     }
+    for n in [6, 7] {
+        assert_eq!(ends[&cid(n)], Some(d.clone()));
+    }
+    assert_eq!(
+        Value::Object(live[&d].values.clone()),
+        json!({
+            "name": "C7", "number": "S1-T4-C000001", "created_at_ms": 130, "stage": "new",
+            "phone": phone("+919000000001", false), "email": email("d@x.in"), "tags": [],
+        })
+    );
+    // D's phone was replaced by F's while G was still to come: an alias.
+    assert!(mem
+        .aliases
+        .contains(&(IdentityKey::Phone("+919000000001".into()), d.clone())));
+    let p3 = IdentityKey::Phone("+919000000002".into());
+    assert_eq!(leads[&p3], BTreeSet::from([d.clone()]));
     let merged = Value::Object(live[&a].values.clone());
     assert_eq!(
         merged,
@@ -665,37 +729,38 @@ fn the_scenario_merges_to_the_expected_customers() {
             ("b2".to_string(), json!(a)),
             ("b3".to_string(), json!(a)),
             ("b4".to_string(), json!(d)),
+            ("b5".to_string(), json!(d)),
         ])
     );
 }
 
-/// Every order of whole streams (5! = 120) ends the same.
+/// Every order of whole streams (6! = 720) ends the same.
 #[test]
 fn every_arrival_order_of_the_customers_ends_the_same() {
     let (_, reference) = run(&[0]);
+    let lens: Vec<usize> = streams().iter().map(Vec::len).collect();
+    let n = lens.len();
     let mut orders = 0;
-    let mut perm: Vec<usize> = (0..5).collect();
-    // Heap's algorithm, iteratively.
-    let mut c = [0usize; 5];
     let mut check = |perm: &[usize]| {
-        // Stream perm[0] first to its end, then perm[1], ...: a pick
-        // of stream s among the open ones is its rank among them.
+        // Stream perm[0] to its end, then perm[1], ...: the pick of stream
+        // s is its rank among the streams with changes left.
         let mut picks = Vec::new();
-        let lens: Vec<usize> = streams().iter().map(Vec::len).collect();
-        let mut open: Vec<usize> = (0..5).collect();
+        let mut open: Vec<usize> = (0..n).collect();
         for &s in perm {
-            for _ in 0..lens[s] {
-                picks.push(open.iter().position(|o| *o == s).unwrap_or(0));
-            }
+            let rank = open.iter().position(|o| *o == s).unwrap_or(0);
+            picks.extend(std::iter::repeat_n(rank, lens[s]));
             open.retain(|o| *o != s);
         }
         let (_, got) = run(&picks);
         assert_eq!(got, reference, "order {perm:?}");
         orders += 1;
     };
+    // Heap's algorithm, iteratively.
+    let mut perm: Vec<usize> = (0..n).collect();
+    let mut c = vec![0usize; n];
     check(&perm);
     let mut i = 0;
-    while i < 5 {
+    while i < n {
         if c[i] < i {
             if i % 2 == 0 {
                 perm.swap(0, i);
@@ -710,7 +775,7 @@ fn every_arrival_order_of_the_customers_ends_the_same() {
             i += 1;
         }
     }
-    assert_eq!(orders, 120);
+    assert_eq!(orders, (1..=n).product::<usize>());
 }
 
 proptest! {
@@ -719,7 +784,7 @@ proptest! {
     /// Any interleaving of the streams (creates, edits and sales mixed,
     /// each stream in its own order) ends the same.
     #[test]
-    fn every_interleaving_ends_the_same(picks in prop::collection::vec(0usize..5, 12)) {
+    fn every_interleaving_ends_the_same(picks in prop::collection::vec(0usize..6, 15)) {
         let (_, reference) = run(&[0]);
         let (_, got) = run(&picks);
         prop_assert_eq!(got, reference);
