@@ -357,6 +357,9 @@ fn cluster<L: Ledger>(
         let keys = members.get(&id).map(|s| identity_keys(&s.values));
         for key in keys.unwrap_or_default() {
             for holder in ledger.key_holders(&key)? {
+                if members.contains_key(&holder) {
+                    continue;
+                }
                 let Some(live) = follow(ledger, &holder)? else {
                     continue;
                 };
@@ -515,20 +518,11 @@ pub fn merge_cluster<L: Ledger>(
         });
     }
 
-    // The survivor's entry comes after the tombstones and names its
-    // identity contacts even when unchanged: a device that held two live
-    // holders of one key (one marked shared until the merge arrived) finds
-    // the key free again and takes the contact as the server holds it.
-    let (mut fields, _) = crate::changes::diff(
+    // The survivor's entry: the fields it took from the losers.
+    let (fields, before) = crate::changes::diff(
         &Value::Object(original.values.clone()),
         &Value::Object(merged.values.clone()),
     );
-    for contact in ["phone", "email"] {
-        if let Some(value) = merged.values.get(contact) {
-            fields.insert(contact.into(), value.clone());
-        }
-    }
-    let before = before_of(&fields, &original.values);
     let survivor_seq = ledger.append(&Entry {
         change: server_change(
             trigger, customer, &survivor, ABSORB_OP, fields, before, now_ms,

@@ -20,6 +20,9 @@
 //!   (`chain_pos` is NULL: the server verifies their chains), and the metrics
 //!   of every customer a pulled bill touches are recomputed from the bills
 //!   in the same transaction;
+//! - the local unique index on identity contacts stays whole: a pulled
+//!   contact a local live customer still holds is held as shared until the
+//!   key is free, and put back as the server holds it then (see `held`);
 //! - fields this build does not know are kept in the record's `extra`;
 //! - a merge (a customer entry setting `merged_into`, see `dedup`) carries
 //!   the loser's whole record and is taken as it is, whatever the local copy
@@ -39,6 +42,7 @@ use rusqlite::named_params;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::held;
 use super::protocol::ServerChange;
 use crate::bills::{self, Bill};
 use crate::changes::Change;
@@ -83,6 +87,7 @@ pub(crate) fn apply_page(w: &mut Writer<'_>, changes: &[ServerChange]) -> Result
             }
         }
     }
+    held::restore(w)?;
     Ok(applied)
 }
 
@@ -201,24 +206,23 @@ fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
         return Ok(None);
     };
     let rid = current.as_ref().map(|(rid, _)| *rid);
-    // The server merges two live holders of one identity contact in the
-    // transaction that made them collide, but a page can end between the
-    // entry that made the collision and the merge entries that follow it.
-    // Meanwhile the pulled customer holds the contact as shared on this
-    // device, so the unique index stays whole; the merge puts it right
-    // (the loser's tombstone carries its whole record, and the survivor's
-    // entry, which comes after the tombstones, its contacts).
+    // A contact this entry sets is the server's again; one a local live
+    // customer still holds is held as shared until the key is free (see
+    // `held`): the server never had both live at once, so it will be.
+    for field in held::FIELDS {
+        if change.fields.contains_key(field) && !pending.contains(field) {
+            held::release(w, &change.entity_id, field)?;
+        }
+    }
     for _ in 0..2 {
         match customers::check_unique(w, &after, rid) {
             Err(Error::Duplicate { field, .. }) => {
-                tracing::warn!(
-                    field,
-                    "pulled customer shares an identity contact; kept as shared"
-                );
+                tracing::debug!(field, "pulled customer's contact held as shared");
                 match field {
                     "phone" => after.phone.iter_mut().for_each(|p| p.shared = true),
                     _ => after.email.iter_mut().for_each(|e| e.shared = true),
                 }
+                held::hold(w, &change.entity_id, field)?;
             }
             other => other?,
         }

@@ -12,6 +12,7 @@ pub mod client;
 pub mod conflict;
 pub mod dedup;
 mod error;
+mod held;
 mod incoming;
 mod outbox;
 pub mod protocol;

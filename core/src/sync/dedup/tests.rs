@@ -648,11 +648,11 @@ fn a_merge_is_logged_in_order_and_recorded_completely_enough_to_undo() {
     assert_eq!(r.tombstone_seq, log_before as i64 + 2);
     assert_eq!(r.survivor_seq, log_before as i64 + 6);
     assert_eq!(r.loser_before, before.customers[&cid(2)]);
-    // The absorb entry names the fields the survivor took and its contacts.
+    // The absorb entry names the fields the survivor took.
     let absorb = &mem.log[log_before + 5];
     assert_eq!(
         absorb.fields.keys().map(String::as_str).collect::<Vec<_>>(),
-        vec!["created_at_ms", "email", "phone"]
+        vec!["created_at_ms", "email"]
     );
     assert_eq!(absorb.before["email"], Value::Null);
 
