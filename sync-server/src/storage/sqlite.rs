@@ -780,4 +780,39 @@ mod tests {
             .expect("version");
         assert_eq!(version, SCHEMA_VERSION);
     }
+
+    #[test]
+    fn a_version_1_database_upgrades_in_place_keeping_its_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let conn = Connection::open(dir.path().join(FILE_NAME)).expect("v1");
+            conn.execute_batch(include_str!("schema_v1.sql"))
+                .expect("v1 schema");
+            conn.execute_batch(
+                "INSERT INTO tenants (id, name, created_at) VALUES ('t1', 't1', 1);
+                 INSERT INTO customers (tenant, id, state, phone_e164, email, live, updated_seq)
+                 VALUES ('t1', 'c1', '{\"values\":{},\"clocks\":{}}', '+911', NULL, 1, 1);
+                 PRAGMA user_version = 1;",
+            )
+            .expect("v1 rows");
+        }
+        let storage = SqliteStorage::open(dir.path()).expect("upgrade");
+        let conn = lock(&storage.inner.writer);
+        let (phone, merged_into): (String, Option<String>) = conn
+            .query_row(
+                "SELECT phone_e164, merged_into FROM customers WHERE id = 'c1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("kept");
+        assert_eq!((phone.as_str(), merged_into), ("+911", None));
+        let empty: i64 = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM aliases) + (SELECT count(*) FROM merges)",
+                [],
+                |r| r.get(0),
+            )
+            .expect("new tables");
+        assert_eq!(empty, 0);
+    }
 }
