@@ -8,7 +8,7 @@
 //! The rules:
 //! - **Identity keys** are a customer's canonical phone (E.164) and
 //!   canonical email, unless marked shared (a household number is not a
-//!   person). Deleted customers hold none.
+//!   person). Only live customers (neither deleted nor merged) are merged.
 //! - **The cluster** of a changed live customer: every live customer that
 //!   holds one of its keys, and onwards through theirs (A shares a phone
 //!   with B, B an email with C: all three).
@@ -49,11 +49,12 @@
 //! - **A merge is logged like any change**: tombstone, re-pointed tombstones
 //!   and moved bills, then the survivor's merged fields, each an effective
 //!   change at its own server sequence. Its [`MergeRecord`] keeps the
-//!   before-images of both customers and the moved bills, enough to undo it.
+//!   before-images of both customers, the moved bills, the re-pointed
+//!   tombstones and the aliases added: enough to undo it.
 //!
 //! What "whatever order" covers: the same creates and edits, arriving in any
 //! order, give the same survivors, the same survivor fields and the same
-//! bills on each (the tests below check every order). Two kinds of edit
+//! bills on each (`dedup/tests.rs` checks every order). Two kinds of edit
 //! decide by what the server holds when they arrive, because an automatic
 //! merge is never automatically undone: one that moves an identity key
 //! (a customer whose phone changed before its duplicate arrived is not a
