@@ -291,6 +291,10 @@ pub trait Ledger {
     type Error;
     /// The merge state of customer `id`, if the server has it.
     fn customer(&mut self, id: &str) -> Result<Option<RecordState>, Self::Error>;
+    /// Whom customer `id` was merged into: `None` when the server does not
+    /// have it, `Some(None)` when it was not merged. (Every change pushed
+    /// asks, so a backend answers it without reading the whole state.)
+    fn merged_into_of(&mut self, id: &str) -> Result<Option<Option<String>>, Self::Error>;
     /// Ids of the live customers whose values hold `key`, and of the
     /// customers `key` is an alias of.
     fn key_holders(&mut self, key: &IdentityKey) -> Result<Vec<String>, Self::Error>;
@@ -312,12 +316,10 @@ pub trait Ledger {
 pub fn follow<L: Ledger>(ledger: &mut L, id: &str) -> Result<Option<String>, L::Error> {
     let mut current = id.to_owned();
     for _ in 0..MAX_HOPS {
-        let Some(state) = ledger.customer(&current)? else {
-            return Ok(None);
-        };
-        match merged_into(&state.values) {
-            Some(next) => current = next.to_owned(),
-            None => return Ok(Some(current)),
+        match ledger.merged_into_of(&current)? {
+            None => return Ok(None),
+            Some(None) => return Ok(Some(current)),
+            Some(Some(next)) => current = next,
         }
     }
     Ok(None)
@@ -414,22 +416,22 @@ fn before_of(fields: &Fields, before: &Fields) -> Fields {
         .collect()
 }
 
-/// Merges the cluster of customer `start`, just changed by `trigger` (the
-/// effective change), if it has one: writes every entry through `ledger` and
-/// returns the merges made (none when `start` shares no key).
+/// Merges the cluster of the customer `start` has just written (`start`'s
+/// entry, already appended), if it has one: writes every entry through
+/// `ledger` and returns the merges made (none when it shares no key).
 pub fn merge_cluster<L: Ledger>(
     ledger: &mut L,
-    start: &str,
-    trigger: &Change,
+    start: &Entry,
     now_ms: i64,
 ) -> Result<Vec<MergeRecord>, L::Error> {
-    let Some(state) = ledger.customer(start)? else {
-        return Ok(Vec::new());
-    };
-    if !is_live(&state.values) || identity_keys(&state.values).is_empty() {
+    let (trigger, state) = (&start.change, &start.state);
+    if trigger.entity != crate::customers::ENTITY
+        || !is_live(&state.values)
+        || identity_keys(&state.values).is_empty()
+    {
         return Ok(Vec::new());
     }
-    let members = cluster(ledger, start, state)?;
+    let members = cluster(ledger, &trigger.entity_id, state.clone())?;
     let Some(survivor) = survivor(members.keys().map(String::as_str)).map(str::to_owned) else {
         return Ok(Vec::new());
     };

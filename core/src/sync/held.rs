@@ -20,6 +20,7 @@
 
 use rusqlite::named_params;
 
+use super::incoming::not_found_as_none;
 use crate::customers::{self, Customer};
 use crate::error::{Error, Result};
 use crate::store::Writer;
@@ -75,10 +76,7 @@ pub(crate) fn restore(w: &Writer<'_>) -> Result<usize> {
                 |r| r.get(0),
             )?;
         let current = match id.parse() {
-            Ok(uuid) if !edited => customers::load(w, uuid).map(Some).or_else(|e| match e {
-                Error::NotFound { .. } => Ok(None),
-                e => Err(e),
-            })?,
+            Ok(uuid) if !edited => not_found_as_none(customers::load(w, uuid))?,
             _ => None,
         };
         let put_back = current.and_then(|(rid, c)| {

@@ -28,11 +28,11 @@
 //!   the loser's whole record and is taken as it is, whatever the local copy
 //!   or the outbox holds: the server froze the loser as that tombstone, and
 //!   a local edit of it still waiting is redirected to the survivor when it
-//!   arrives. This device's bills of the loser move to the
-//!   survivor in the same transaction (the unpushed ones too: the server
-//!   redirects them when they arrive), both customers' metrics are
-//!   recomputed, and the tombstone maps the old id to the survivor for every
-//!   later read and sale (`customers::resolve_live`);
+//!   arrives. This device's bills of the loser move to the survivor in the
+//!   same transaction (the unpushed ones too: the server redirects them when
+//!   they arrive), both customers' metrics are recomputed, and the tombstone
+//!   maps the old id to the survivor for every later read and sale
+//!   (`customers::resolve_live`);
 //! - an entry that cannot be applied (a record this device never saw
 //!   created) is recorded and skipped with a warning, never blocking the log.
 
@@ -161,7 +161,8 @@ fn unknown_fields(change: &Change, known: &Value) -> Map<String, Value> {
         .collect()
 }
 
-fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
+/// `result` with a not-found error read as `None`.
+pub(super) fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
     match result {
         Ok(found) => Ok(Some(found)),
         Err(Error::NotFound { .. }) => Ok(None),

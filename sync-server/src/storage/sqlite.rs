@@ -321,14 +321,12 @@ fn push_one(
         }
     };
 
-    let seq = dedup::Ledger::append(
-        &mut ledger,
-        &Entry {
-            state: resolution.state,
-            store: resolution.store,
-            change: resolution.effective.clone(),
-        },
-    )?;
+    let entry = Entry {
+        state: resolution.state,
+        store: resolution.store,
+        change: resolution.effective,
+    };
+    let seq = dedup::Ledger::append(&mut ledger, &entry)?;
     tx.prepare_cached("UPDATE received SET server_seq = ?3 WHERE tenant = ?1 AND change_id = ?2")?
         .execute(rusqlite::params![scope.tenant, change_id, seq])?;
     if resolution.clamped {
@@ -338,16 +336,9 @@ fn push_one(
         )?
         .execute([&scope.tenant, &scope.store, &scope.device])?;
     }
-    if resolution.entity == Entity::Customer {
-        let merges = dedup::merge_cluster(
-            &mut ledger,
-            &change.entity_id,
-            &resolution.effective,
-            now_ms,
-        )?;
-        if !merges.is_empty() {
-            tracing::info!(merged = merges.len(), "customers merged by exact key");
-        }
+    let merges = dedup::merge_cluster(&mut ledger, &entry, now_ms)?;
+    if !merges.is_empty() {
+        tracing::info!(merged = merges.len(), "customers merged by exact key");
     }
     Ok(PushOutcome::Accepted { server_seq: seq })
 }
@@ -383,6 +374,14 @@ impl dedup::Ledger for TenantLedger<'_, '_> {
 
     fn customer(&mut self, id: &str) -> StorageResult<Option<RecordState>> {
         Ok(load(self.tx, self.tenant, Entity::Customer, id)?.map(|c| c.state))
+    }
+
+    fn merged_into_of(&mut self, id: &str) -> StorageResult<Option<Option<String>>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT merged_into FROM customers WHERE tenant = ?1 AND id = ?2")?
+            .query_row([self.tenant, id], |r| r.get(0))
+            .optional()?)
     }
 
     fn key_holders(&mut self, key: &IdentityKey) -> StorageResult<Vec<String>> {

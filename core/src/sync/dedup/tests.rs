@@ -63,6 +63,13 @@ impl Ledger for Memory {
         Ok(self.customers.get(id).cloned())
     }
 
+    fn merged_into_of(&mut self, id: &str) -> Result<Option<Option<String>>, Infallible> {
+        Ok(self
+            .customers
+            .get(id)
+            .map(|s| merged_into(&s.values).map(str::to_owned)))
+    }
+
     fn key_holders(&mut self, key: &IdentityKey) -> Result<Vec<String>, Infallible> {
         let live = self
             .customers
@@ -156,14 +163,13 @@ fn push(mem: &mut Memory, pushed: &Change) {
         before: resolved.before,
         ..change
     };
-    ok(mem.append(&Entry {
+    let entry = Entry {
         state,
         store,
-        change: effective.clone(),
-    }));
-    if customer {
-        ok(merge_cluster(mem, &id, &effective, 0));
-    }
+        change: effective,
+    };
+    ok(mem.append(&entry));
+    ok(merge_cluster(mem, &entry, 0));
 }
 
 fn create(n: u8, wall: i64, fields: Value) -> Change {
