@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use till_core::sync::conflict::RecordState;
-use till_core::sync::dedup::{self, Entry, IdentityKey, MergeRecord, StoredBill};
+use till_core::sync::dedup::{self, Entry, IdentityKey, Ledger, MergeRecord, StoredBill};
 use till_core::sync::protocol::{PullResponse, PushOutcome, RejectReason, ServerChange};
 use till_core::Change;
 
@@ -326,7 +326,7 @@ fn push_one(
         store: resolution.store,
         change: resolution.effective,
     };
-    let seq = dedup::Ledger::append(&mut ledger, &entry)?;
+    let seq = ledger.append(&entry)?;
     tx.prepare_cached("UPDATE received SET server_seq = ?3 WHERE tenant = ?1 AND change_id = ?2")?
         .execute(rusqlite::params![scope.tenant, change_id, seq])?;
     if resolution.clamped {
@@ -369,7 +369,7 @@ impl TenantLedger<'_, '_> {
     }
 }
 
-impl dedup::Ledger for TenantLedger<'_, '_> {
+impl Ledger for TenantLedger<'_, '_> {
     type Error = StorageError;
 
     fn customer(&mut self, id: &str) -> StorageResult<Option<RecordState>> {
