@@ -413,15 +413,15 @@ fn core_refund_lines(lines: Vec<RefundLine>) -> Vec<core::RefundLine> {
 #[uniffi::export]
 impl TillStore {
     /// Opens a bill, taking the next bill number of this device.
-    pub fn open_bill(&self, new: NewBill) -> Result<Bill> {
-        Ok(self.store.open_bill(new.try_into()?)?.into())
+    pub fn open_bill(&self, bill: NewBill) -> Result<Bill> {
+        Ok(self.store.open_bill(bill.try_into()?)?.into())
     }
 
     /// Opens and pays a bill in one transaction (a quick sale).
-    pub fn sell(&self, new: NewBill, tenders: Vec<Tender>) -> Result<Bill> {
+    pub fn sell(&self, bill: NewBill, tenders: Vec<Tender>) -> Result<Bill> {
         Ok(self
             .store
-            .sell(new.try_into()?, &core_tenders(tenders))?
+            .sell(bill.try_into()?, &core_tenders(tenders))?
             .into())
     }
 

@@ -492,8 +492,8 @@ impl TryFrom<CustomerUpdate> for core::CustomerUpdate {
 impl TillStore {
     /// Creates a customer; a live customer already holding the phone or
     /// email is a `Duplicate` error.
-    pub fn create_customer(&self, new: NewCustomer) -> Result<Customer> {
-        Ok(self.store.create_customer(new.try_into()?)?.into())
+    pub fn create_customer(&self, customer: NewCustomer) -> Result<Customer> {
+        Ok(self.store.create_customer(customer.try_into()?)?.into())
     }
 
     /// The live customer whose identity phone is `phone` (in any format),

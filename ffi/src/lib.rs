@@ -35,4 +35,6 @@ pub use customers::{
 pub use error::{Result, TillError};
 pub use search::{BillHit, BillMatch, CustomerHit, Match, MatchField, MatchKind};
 pub use store::{TillConfig, TillStore, VerifyProblem, VerifyReport};
-pub use sync::{QuarantinedChange, SyncPhase, SyncProgress, SyncStatus, SyncSummary};
+pub use sync::{
+    silent_progress, QuarantinedChange, SyncPhase, SyncProgress, SyncStatus, SyncSummary,
+};

@@ -97,33 +97,44 @@ pub struct SyncStatus {
     pub quarantined: Vec<QuarantinedChange>,
 }
 
-/// Hands core's progress calls to the app's observer, if any.
-struct Progress(Option<Arc<dyn SyncProgress>>);
+/// A [`SyncProgress`] that ignores every call, for syncs nobody watches.
+#[derive(Debug)]
+struct Silent;
+
+impl SyncProgress for Silent {
+    fn phase(&self, _phase: SyncPhase) {}
+    fn pushed(&self, _acknowledged: u64, _quarantined: u64) {}
+    fn pulled(&self, _changes: u64, _cursor: i64) {}
+    fn retrying(&self, _attempt: u32, _delay_ms: u64, _cause: String) {}
+}
+
+/// An observer that ignores every call: pass it to `sync` when no progress
+/// is shown. (The observer is not optional because uniffi-bindgen-react-native
+/// 0.31 cannot pass an app's object inside an optional argument.)
+#[uniffi::export]
+pub fn silent_progress() -> Arc<dyn SyncProgress> {
+    Arc::new(Silent)
+}
+
+/// Hands core's progress calls to the app's observer.
+struct Progress(Arc<dyn SyncProgress>);
 
 impl SyncObserver for Progress {
     fn phase(&self, phase: core::sync::SyncPhase) {
-        if let Some(p) = &self.0 {
-            p.phase(phase.into());
-        }
+        self.0.phase(phase.into());
     }
 
     fn pushed(&self, acknowledged: usize, quarantined: usize) {
-        if let Some(p) = &self.0 {
-            p.pushed(acknowledged as u64, quarantined as u64);
-        }
+        self.0.pushed(acknowledged as u64, quarantined as u64);
     }
 
     fn pulled(&self, changes: usize, cursor: i64) {
-        if let Some(p) = &self.0 {
-            p.pulled(changes as u64, cursor);
-        }
+        self.0.pulled(changes as u64, cursor);
     }
 
     fn retrying(&self, attempt: u32, delay: Duration, cause: &str) {
-        if let Some(p) = &self.0 {
-            let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-            p.retrying(attempt, delay_ms, cause.to_owned());
-        }
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.0.retrying(attempt, delay_ms, cause.to_owned());
     }
 }
 
@@ -158,7 +169,7 @@ impl From<core::QuarantinedChange> for QuarantinedChange {
 impl TillStore {
     /// Syncs with the configured server, blocking this thread until done:
     /// pushes the outbox, pulls and applies the server's changes.
-    pub fn sync(&self, progress: Option<Arc<dyn SyncProgress>>) -> Result<SyncSummary> {
+    pub fn sync(&self, progress: Arc<dyn SyncProgress>) -> Result<SyncSummary> {
         Ok(self
             .store
             .sync(self.sync_config()?, &Progress(progress))?
@@ -182,7 +193,7 @@ impl TillStore {
 impl TillStore {
     /// [`TillStore::sync`] as a suspending call (Kotlin `suspend`, Swift
     /// `async`, Python `async`, a JS promise).
-    pub async fn sync_async(&self, progress: Option<Arc<dyn SyncProgress>>) -> Result<SyncSummary> {
+    pub async fn sync_async(&self, progress: Arc<dyn SyncProgress>) -> Result<SyncSummary> {
         let client = AsyncSyncClient::new(self.sync_config()?)?;
         Ok(client.sync(&self.store, &Progress(progress)).await?.into())
     }

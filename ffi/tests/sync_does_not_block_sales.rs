@@ -137,7 +137,7 @@ fn a_sale_completes_while_a_sync_is_stalled(sync: Sync) {
 
 #[test]
 fn a_sale_completes_while_a_blocking_sync_is_stalled() {
-    a_sale_completes_while_a_sync_is_stalled(Box::new(|till, phases| till.sync(Some(phases))));
+    a_sale_completes_while_a_sync_is_stalled(Box::new(|till, phases| till.sync(phases)));
 }
 
 #[test]
@@ -148,6 +148,6 @@ fn a_sale_completes_while_an_async_sync_is_stalled() {
             .enable_all()
             .build()
             .expect("runtime")
-            .block_on(till.sync_async(Some(phases)))
+            .block_on(till.sync_async(phases))
     }));
 }

@@ -479,6 +479,8 @@ def _uniffi_check_contract_api_version(lib):
         raise InternalError("UniFFI contract version mismatch: try cleaning and rebuilding your project")
 
 def _uniffi_check_api_checksums(lib):
+    if lib.uniffi_till_ffi_checksum_func_silent_progress() != 35415:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_syncprogress_phase() != 16357:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_syncprogress_pushed() != 56694:
@@ -495,7 +497,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_bill_by_number() != 1265:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_till_ffi_checksum_method_tillstore_create_customer() != 344:
+    if lib.uniffi_till_ffi_checksum_method_tillstore_create_customer() != 9899:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_customer() != 22778:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -519,7 +521,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_list_customers() != 2206:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_till_ffi_checksum_method_tillstore_open_bill() != 41889:
+    if lib.uniffi_till_ffi_checksum_method_tillstore_open_bill() != 36920:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_pay() != 25333:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -537,7 +539,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_search_customers() != 39483:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_till_ffi_checksum_method_tillstore_sell() != 17768:
+    if lib.uniffi_till_ffi_checksum_method_tillstore_sell() != 4821:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_set_bill_customer() != 2628:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -545,9 +547,9 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_set_staff() != 25859:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_till_ffi_checksum_method_tillstore_sync() != 32914:
+    if lib.uniffi_till_ffi_checksum_method_tillstore_sync() != 1617:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_till_ffi_checksum_method_tillstore_sync_async() != 28829:
+    if lib.uniffi_till_ffi_checksum_method_tillstore_sync_async() != 34227:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_sync_status() != 43738:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -871,6 +873,10 @@ _UniffiLib.uniffi_till_ffi_fn_init_callback_vtable_syncprogress.argtypes = (
     ctypes.POINTER(_UniffiVTableCallbackInterfaceTillSyncProgress),
 )
 _UniffiLib.uniffi_till_ffi_fn_init_callback_vtable_syncprogress.restype = None
+_UniffiLib.uniffi_till_ffi_fn_func_silent_progress.argtypes = (
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_till_ffi_fn_func_silent_progress.restype = ctypes.c_uint64
 _UniffiLib.uniffi_till_ffi_fn_method_syncprogress_phase.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1091,13 +1097,13 @@ _UniffiLib.uniffi_till_ffi_fn_method_tillstore_set_staff.argtypes = (
 _UniffiLib.uniffi_till_ffi_fn_method_tillstore_set_staff.restype = None
 _UniffiLib.uniffi_till_ffi_fn_method_tillstore_sync.argtypes = (
     ctypes.c_uint64,
-    _UniffiRustBuffer,
+    ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_till_ffi_fn_method_tillstore_sync.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_till_ffi_fn_method_tillstore_sync_async.argtypes = (
     ctypes.c_uint64,
-    _UniffiRustBuffer,
+    ctypes.c_uint64,
 )
 _UniffiLib.uniffi_till_ffi_fn_method_tillstore_sync_async.restype = ctypes.c_uint64
 _UniffiLib.uniffi_till_ffi_fn_method_tillstore_sync_status.argtypes = (
@@ -1135,6 +1141,9 @@ _UniffiLib.uniffi_till_ffi_fn_method_tillstore_void_bill.restype = _UniffiRustBu
 _UniffiLib.ffi_till_ffi_uniffi_contract_version.argtypes = (
 )
 _UniffiLib.ffi_till_ffi_uniffi_contract_version.restype = ctypes.c_uint32
+_UniffiLib.uniffi_till_ffi_checksum_func_silent_progress.argtypes = (
+)
+_UniffiLib.uniffi_till_ffi_checksum_func_silent_progress.restype = ctypes.c_uint16
 _UniffiLib.uniffi_till_ffi_checksum_method_syncprogress_phase.argtypes = (
 )
 _UniffiLib.uniffi_till_ffi_checksum_method_syncprogress_phase.restype = ctypes.c_uint16
@@ -5632,31 +5641,6 @@ class _UniffiFfiConverterSequenceTypeCustomerHit(_UniffiConverterRustBuffer):
             _UniffiFfiConverterTypeCustomerHit.read(buf) for i in range(count)
         ]
 
-class _UniffiFfiConverterOptionalTypeSyncProgress(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        if value is not None:
-            _UniffiFfiConverterTypeSyncProgress.check_lower(value)
-
-    @classmethod
-    def write(cls, value, buf):
-        if value is None:
-            buf.write_u8(0)
-            return
-
-        buf.write_u8(1)
-        _UniffiFfiConverterTypeSyncProgress.write(value, buf)
-
-    @classmethod
-    def read(cls, buf):
-        flag = buf.read_u8()
-        if flag == 0:
-            return None
-        elif flag == 1:
-            return _UniffiFfiConverterTypeSyncProgress.read(buf)
-        else:
-            raise InternalError("Unexpected flag byte for optional type")
-
 
 class TillStoreProtocol(typing.Protocol):
     """
@@ -5678,7 +5662,7 @@ class TillStoreProtocol(typing.Protocol):
         The bill with number `number`.
 """
         raise NotImplementedError
-    def create_customer(self, new: NewCustomer) -> Customer:
+    def create_customer(self, customer: NewCustomer) -> Customer:
         """
         Creates a customer; a live customer already holding the phone or
         email is a `Duplicate` error.
@@ -5741,7 +5725,7 @@ class TillStoreProtocol(typing.Protocol):
         A page of customers matching `query`.
 """
         raise NotImplementedError
-    def open_bill(self, new: NewBill) -> Bill:
+    def open_bill(self, bill: NewBill) -> Bill:
         """
         Opens a bill, taking the next bill number of this device.
 """
@@ -5788,7 +5772,7 @@ class TillStoreProtocol(typing.Protocol):
         (capped at 50). Any text is a valid query.
 """
         raise NotImplementedError
-    def sell(self, new: NewBill,tenders: typing.List[Tender]) -> Bill:
+    def sell(self, bill: NewBill,tenders: typing.List[Tender]) -> Bill:
         """
         Opens and pays a bill in one transaction (a quick sale).
 """
@@ -5808,13 +5792,13 @@ class TillStoreProtocol(typing.Protocol):
         Sets the staff member signed in at this till; later changes record them.
 """
         raise NotImplementedError
-    def sync(self, progress: typing.Optional[SyncProgress]) -> SyncSummary:
+    def sync(self, progress: SyncProgress) -> SyncSummary:
         """
         Syncs with the configured server, blocking this thread until done:
         pushes the outbox, pulls and applies the server's changes.
 """
         raise NotImplementedError
-    async def sync_async(self, progress: typing.Optional[SyncProgress]) -> SyncSummary:
+    async def sync_async(self, progress: SyncProgress) -> SyncSummary:
         """
         [`TillStore::sync`] as a suspending call (Kotlin `suspend`, Swift
         `async`, Python `async`, a JS promise).
@@ -5951,16 +5935,16 @@ class TillStore(TillStoreProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    def create_customer(self, new: NewCustomer) -> Customer:
+    def create_customer(self, customer: NewCustomer) -> Customer:
         """
         Creates a customer; a live customer already holding the phone or
         email is a `Duplicate` error.
 """
         
-        _UniffiFfiConverterTypeNewCustomer.check_lower(new)
+        _UniffiFfiConverterTypeNewCustomer.check_lower(customer)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterTypeNewCustomer.lower(new),
+            _UniffiFfiConverterTypeNewCustomer.lower(customer),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypeCustomer.lift
         _uniffi_error_converter = _UniffiFfiConverterTypeTillError
@@ -6185,15 +6169,15 @@ class TillStore(TillStoreProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    def open_bill(self, new: NewBill) -> Bill:
+    def open_bill(self, bill: NewBill) -> Bill:
         """
         Opens a bill, taking the next bill number of this device.
 """
         
-        _UniffiFfiConverterTypeNewBill.check_lower(new)
+        _UniffiFfiConverterTypeNewBill.check_lower(bill)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterTypeNewBill.lower(new),
+            _UniffiFfiConverterTypeNewBill.lower(bill),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypeBill.lift
         _uniffi_error_converter = _UniffiFfiConverterTypeTillError
@@ -6373,17 +6357,17 @@ class TillStore(TillStoreProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    def sell(self, new: NewBill,tenders: typing.List[Tender]) -> Bill:
+    def sell(self, bill: NewBill,tenders: typing.List[Tender]) -> Bill:
         """
         Opens and pays a bill in one transaction (a quick sale).
 """
         
-        _UniffiFfiConverterTypeNewBill.check_lower(new)
+        _UniffiFfiConverterTypeNewBill.check_lower(bill)
 
         _UniffiFfiConverterSequenceTypeTender.check_lower(tenders)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterTypeNewBill.lower(new),
+            _UniffiFfiConverterTypeNewBill.lower(bill),
             _UniffiFfiConverterSequenceTypeTender.lower(tenders),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypeBill.lift
@@ -6454,16 +6438,16 @@ class TillStore(TillStoreProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    def sync(self, progress: typing.Optional[SyncProgress]) -> SyncSummary:
+    def sync(self, progress: SyncProgress) -> SyncSummary:
         """
         Syncs with the configured server, blocking this thread until done:
         pushes the outbox, pulls and applies the server's changes.
 """
         
-        _UniffiFfiConverterOptionalTypeSyncProgress.check_lower(progress)
+        _UniffiFfiConverterTypeSyncProgress.check_lower(progress)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterOptionalTypeSyncProgress.lower(progress),
+            _UniffiFfiConverterTypeSyncProgress.lower(progress),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypeSyncSummary.lift
         _uniffi_error_converter = _UniffiFfiConverterTypeTillError
@@ -6473,16 +6457,16 @@ class TillStore(TillStoreProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    async def sync_async(self, progress: typing.Optional[SyncProgress]) -> SyncSummary:
+    async def sync_async(self, progress: SyncProgress) -> SyncSummary:
         """
         [`TillStore::sync`] as a suspending call (Kotlin `suspend`, Swift
         `async`, Python `async`, a JS promise).
 """
         
-        _UniffiFfiConverterOptionalTypeSyncProgress.check_lower(progress)
+        _UniffiFfiConverterTypeSyncProgress.check_lower(progress)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterOptionalTypeSyncProgress.lower(progress),
+            _UniffiFfiConverterTypeSyncProgress.lower(progress),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypeSyncSummary.lift
         _uniffi_error_converter = _UniffiFfiConverterTypeTillError
@@ -6635,6 +6619,22 @@ class _UniffiFfiConverterUInt8(_UniffiConverterPrimitiveInt):
     @staticmethod
     def write(value, buf):
         buf.write_u8(value)
+def silent_progress() -> SyncProgress:
+    """
+    An observer that ignores every call: pass it to `sync` when no progress
+    is shown. (The observer is not optional because uniffi-bindgen-react-native
+    0.31 cannot pass an app's object inside an optional argument.)
+"""
+    _uniffi_lowered_args = (
+    )
+    _uniffi_lift_return = _UniffiFfiConverterTypeSyncProgress.lift
+    _uniffi_error_converter = None
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_till_ffi_fn_func_silent_progress,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
 
 __all__ = [
     "InternalError",
@@ -6682,6 +6682,7 @@ __all__ = [
     "TillConfig",
     "VerifyProblem",
     "VerifyReport",
+    "silent_progress",
     "SyncProgressImpl",
     "SyncProgress",
     "TillStore",

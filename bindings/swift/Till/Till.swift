@@ -918,7 +918,7 @@ public protocol TillStoreProtocol: AnyObject, Sendable {
     /**
      * Opens a bill, taking the next bill number of this device.
      */
-    func openBill(new: NewBill) throws  -> Bill
+    func openBill(bill: NewBill) throws  -> Bill
     
     /**
      * Pays an open bill; the tenders must cover it, only cash gives change.
@@ -948,7 +948,7 @@ public protocol TillStoreProtocol: AnyObject, Sendable {
     /**
      * Opens and pays a bill in one transaction (a quick sale).
      */
-    func sell(new: NewBill, tenders: [Tender]) throws  -> Bill
+    func sell(bill: NewBill, tenders: [Tender]) throws  -> Bill
     
     /**
      * Sets or clears the customer of an open bill.
@@ -969,7 +969,7 @@ public protocol TillStoreProtocol: AnyObject, Sendable {
      * Creates a customer; a live customer already holding the phone or
      * email is a `Duplicate` error.
      */
-    func createCustomer(new: NewCustomer) throws  -> Customer
+    func createCustomer(customer: NewCustomer) throws  -> Customer
     
     /**
      * The live customer with `id`; a merged-away id yields the survivor.
@@ -1067,13 +1067,13 @@ public protocol TillStoreProtocol: AnyObject, Sendable {
      * Syncs with the configured server, blocking this thread until done:
      * pushes the outbox, pulls and applies the server's changes.
      */
-    func sync(progress: SyncProgress?) throws  -> SyncSummary
+    func sync(progress: SyncProgress) throws  -> SyncSummary
     
     /**
      * [`TillStore::sync`] as a suspending call (Kotlin `suspend`, Swift
      * `async`, Python `async`, a JS promise).
      */
-    func syncAsync(progress: SyncProgress?) async throws  -> SyncSummary
+    func syncAsync(progress: SyncProgress) async throws  -> SyncSummary
     
     /**
      * Pending changes, the last sync, its error and quarantined changes.
@@ -1202,11 +1202,11 @@ open func customerBills(customerId: String, cursor: String?, limit: UInt32)throw
     /**
      * Opens a bill, taking the next bill number of this device.
      */
-open func openBill(new: NewBill)throws  -> Bill  {
+open func openBill(bill: NewBill)throws  -> Bill  {
     return try  FfiConverterTypeBill_lift(try rustCallWithError(FfiConverterTypeTillError_lift) {
     uniffi_till_ffi_fn_method_tillstore_open_bill(
             self.uniffiCloneHandle(),
-        FfiConverterTypeNewBill_lower(new),$0
+        FfiConverterTypeNewBill_lower(bill),$0
     )
 })
 }
@@ -1280,11 +1280,11 @@ open func removeLine(billId: String, lineNo: UInt32)throws  -> Bill  {
     /**
      * Opens and pays a bill in one transaction (a quick sale).
      */
-open func sell(new: NewBill, tenders: [Tender])throws  -> Bill  {
+open func sell(bill: NewBill, tenders: [Tender])throws  -> Bill  {
     return try  FfiConverterTypeBill_lift(try rustCallWithError(FfiConverterTypeTillError_lift) {
     uniffi_till_ffi_fn_method_tillstore_sell(
             self.uniffiCloneHandle(),
-        FfiConverterTypeNewBill_lower(new),
+        FfiConverterTypeNewBill_lower(bill),
         FfiConverterSequenceTypeTender.lower(tenders),$0
     )
 })
@@ -1332,11 +1332,11 @@ open func voidBill(billId: String)throws  -> Bill  {
      * Creates a customer; a live customer already holding the phone or
      * email is a `Duplicate` error.
      */
-open func createCustomer(new: NewCustomer)throws  -> Customer  {
+open func createCustomer(customer: NewCustomer)throws  -> Customer  {
     return try  FfiConverterTypeCustomer_lift(try rustCallWithError(FfiConverterTypeTillError_lift) {
     uniffi_till_ffi_fn_method_tillstore_create_customer(
             self.uniffiCloneHandle(),
-        FfiConverterTypeNewCustomer_lower(new),$0
+        FfiConverterTypeNewCustomer_lower(customer),$0
     )
 })
 }
@@ -1563,11 +1563,11 @@ open func verify()throws  -> VerifyReport  {
      * Syncs with the configured server, blocking this thread until done:
      * pushes the outbox, pulls and applies the server's changes.
      */
-open func sync(progress: SyncProgress?)throws  -> SyncSummary  {
+open func sync(progress: SyncProgress)throws  -> SyncSummary  {
     return try  FfiConverterTypeSyncSummary_lift(try rustCallWithError(FfiConverterTypeTillError_lift) {
     uniffi_till_ffi_fn_method_tillstore_sync(
             self.uniffiCloneHandle(),
-        FfiConverterOptionTypeSyncProgress.lower(progress),$0
+        FfiConverterTypeSyncProgress_lower(progress),$0
     )
 })
 }
@@ -1576,13 +1576,13 @@ open func sync(progress: SyncProgress?)throws  -> SyncSummary  {
      * [`TillStore::sync`] as a suspending call (Kotlin `suspend`, Swift
      * `async`, Python `async`, a JS promise).
      */
-open func syncAsync(progress: SyncProgress?)async throws  -> SyncSummary  {
+open func syncAsync(progress: SyncProgress)async throws  -> SyncSummary  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_till_ffi_fn_method_tillstore_sync_async(
                     self.uniffiCloneHandle(),
-                    FfiConverterOptionTypeSyncProgress.lower(progress)
+                    FfiConverterTypeSyncProgress_lower(progress)
                 )
             },
             pollFunc: ffi_till_ffi_rust_future_poll_rust_buffer,
@@ -6698,30 +6698,6 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionTypeSyncProgress: FfiConverterRustBuffer {
-    typealias SwiftType = SyncProgress?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterTypeSyncProgress.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterTypeSyncProgress.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
 fileprivate struct FfiConverterOptionTypeAddress: FfiConverterRustBuffer {
     typealias SwiftType = Address?
 
@@ -7309,6 +7285,17 @@ fileprivate func uniffiFutureContinuationCallback(handle: UInt64, pollResult: In
         print("uniffiFutureContinuationCallback invalid handle")
     }
 }
+/**
+ * An observer that ignores every call: pass it to `sync` when no progress
+ * is shown. (The observer is not optional because uniffi-bindgen-react-native
+ * 0.31 cannot pass an app's object inside an optional argument.)
+ */
+public func silentProgress() -> SyncProgress  {
+    return try!  FfiConverterTypeSyncProgress_lift(try! rustCall() {
+    uniffi_till_ffi_fn_func_silent_progress($0
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -7325,6 +7312,9 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
+    if (uniffi_till_ffi_checksum_func_silent_progress() != 35415) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_till_ffi_checksum_method_tillstore_add_line() != 26253) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -7337,7 +7327,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_till_ffi_checksum_method_tillstore_customer_bills() != 8577) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_till_ffi_checksum_method_tillstore_open_bill() != 41889) {
+    if (uniffi_till_ffi_checksum_method_tillstore_open_bill() != 36920) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_till_ffi_checksum_method_tillstore_pay() != 25333) {
@@ -7355,7 +7345,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_till_ffi_checksum_method_tillstore_remove_line() != 8059) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_till_ffi_checksum_method_tillstore_sell() != 17768) {
+    if (uniffi_till_ffi_checksum_method_tillstore_sell() != 4821) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_till_ffi_checksum_method_tillstore_set_bill_customer() != 2628) {
@@ -7367,7 +7357,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_till_ffi_checksum_method_tillstore_void_bill() != 4413) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_till_ffi_checksum_method_tillstore_create_customer() != 344) {
+    if (uniffi_till_ffi_checksum_method_tillstore_create_customer() != 9899) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_till_ffi_checksum_method_tillstore_customer() != 22778) {
@@ -7421,10 +7411,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_till_ffi_checksum_method_tillstore_verify() != 40120) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_till_ffi_checksum_method_tillstore_sync() != 32914) {
+    if (uniffi_till_ffi_checksum_method_tillstore_sync() != 1617) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_till_ffi_checksum_method_tillstore_sync_async() != 28829) {
+    if (uniffi_till_ffi_checksum_method_tillstore_sync_async() != 34227) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_till_ffi_checksum_method_tillstore_sync_status() != 43738) {

@@ -320,7 +320,7 @@ RustBuffer uniffi_till_ffi_fn_method_tillstore_customer_bills(uint64_t ptr, Rust
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_OPEN_BILL
 #define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_OPEN_BILL
-RustBuffer uniffi_till_ffi_fn_method_tillstore_open_bill(uint64_t ptr, RustBuffer new, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_till_ffi_fn_method_tillstore_open_bill(uint64_t ptr, RustBuffer bill, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_PAY
@@ -350,7 +350,7 @@ RustBuffer uniffi_till_ffi_fn_method_tillstore_remove_line(uint64_t ptr, RustBuf
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_SELL
 #define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_SELL
-RustBuffer uniffi_till_ffi_fn_method_tillstore_sell(uint64_t ptr, RustBuffer new, RustBuffer tenders, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_till_ffi_fn_method_tillstore_sell(uint64_t ptr, RustBuffer bill, RustBuffer tenders, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_SET_BILL_CUSTOMER
@@ -370,7 +370,7 @@ RustBuffer uniffi_till_ffi_fn_method_tillstore_void_bill(uint64_t ptr, RustBuffe
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_CREATE_CUSTOMER
 #define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_CREATE_CUSTOMER
-RustBuffer uniffi_till_ffi_fn_method_tillstore_create_customer(uint64_t ptr, RustBuffer new, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_till_ffi_fn_method_tillstore_create_customer(uint64_t ptr, RustBuffer customer, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_CUSTOMER
@@ -460,12 +460,12 @@ RustBuffer uniffi_till_ffi_fn_method_tillstore_verify(uint64_t ptr, RustCallStat
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_SYNC
 #define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_SYNC
-RustBuffer uniffi_till_ffi_fn_method_tillstore_sync(uint64_t ptr, RustBuffer progress, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_till_ffi_fn_method_tillstore_sync(uint64_t ptr, uint64_t progress, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_SYNC_ASYNC
 #define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_SYNC_ASYNC
-uint64_t uniffi_till_ffi_fn_method_tillstore_sync_async(uint64_t ptr, RustBuffer progress
+uint64_t uniffi_till_ffi_fn_method_tillstore_sync_async(uint64_t ptr, uint64_t progress
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_SYNC_STATUS
@@ -506,6 +506,12 @@ void uniffi_till_ffi_fn_method_syncprogress_pulled(uint64_t ptr, uint64_t change
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_SYNCPROGRESS_RETRYING
 #define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_SYNCPROGRESS_RETRYING
 void uniffi_till_ffi_fn_method_syncprogress_retrying(uint64_t ptr, uint32_t attempt, uint64_t delay_ms, RustBuffer cause, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_FUNC_SILENT_PROGRESS
+#define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_FUNC_SILENT_PROGRESS
+uint64_t uniffi_till_ffi_fn_func_silent_progress(RustCallStatus *_Nonnull out_status
+    
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_TILL_FFI_RUSTBUFFER_ALLOC
@@ -766,6 +772,12 @@ void ffi_till_ffi_rust_future_free_void(uint64_t handle
 #ifndef UNIFFI_FFIDEF_FFI_TILL_FFI_RUST_FUTURE_COMPLETE_VOID
 #define UNIFFI_FFIDEF_FFI_TILL_FFI_RUST_FUTURE_COMPLETE_VOID
 void ffi_till_ffi_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_CHECKSUM_FUNC_SILENT_PROGRESS
+#define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_CHECKSUM_FUNC_SILENT_PROGRESS
+uint16_t uniffi_till_ffi_checksum_func_silent_progress(void
+    
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_CHECKSUM_METHOD_TILLSTORE_ADD_LINE

@@ -115,10 +115,10 @@ fun dayOfSalesOnTwoStores() {
     eq(north.searchBills(sale2.number.takeLast(2), 5u).first().matched, BillMatch.Number(MatchKind.PARTIAL), "bill by trailing digits")
 
     eq(north.syncStatus().pendingChanges > 0, true, "offline sales wait in the outbox")
-    val pushed = north.sync(null)
+    val pushed = north.sync(silentProgress())
     check(pushed.pushed > 0uL) { "pushed $pushed" }
-    south.sync(null)
-    north.sync(null)
+    south.sync(silentProgress())
+    north.sync(silentProgress())
     eq(north.syncStatus().pendingChanges, 0L, "outbox drained")
     check(north.syncStatus().lastSyncAtMs != null) { "last sync recorded" }
     // Customers are the tenant's: each store now finds the other's customer.
@@ -169,7 +169,7 @@ fun typedErrors() {
     val voided = till.voidBill(till.openBill(NewBill(lines = listOf(item("A", "A", 1, 100)))).id)
     val state = throws<TillException.InvalidState> { till.pay(voided.id, listOf(cash(100))) }
     eq(state.state, "voided", "state")
-    eq(throws<TillException.Validation> { till.sync(null) }.field, "server_url", "no server configured")
+    eq(throws<TillException.Validation> { till.sync(silentProgress()) }.field, "server_url", "no server configured")
     // Every variant is a TillException, so one catch handles them all.
     check(runCatching { till.bill("01890a5d-ac96-774b-bcce-b302099a8057") }.exceptionOrNull() is TillException)
     val wrong = throws<TillException.WrongStore> {
@@ -180,16 +180,16 @@ fun typedErrors() {
 
 fun syncErrors() {
     val revoked = Env.till("S01", "R5")
-    revoked.sync(null)
+    revoked.sync(silentProgress())
     Env.server.admin("device", "revoke", "--tenant", SyncServer.TENANT, "--store", "S01", "R5")
-    eq(throws<TillException.Auth> { revoked.sync(null) }.code, "device_revoked", "revoked")
+    eq(throws<TillException.Auth> { revoked.sync(silentProgress()) }.code, "device_revoked", "revoked")
 
     val port = java.net.ServerSocket(0).use { it.localPort }
     val unreachable = TillStore.open(
         TillConfig(java.io.File(Env.dir, "unreachable.db").path, SyncServer.TENANT, "S01", "R6", "IN", "INR", "Acme",
             serverUrl = "http://127.0.0.1:$port", deviceToken = "token", syncMaxAttempts = 1u),
     )
-    throws<TillException.Network> { unreachable.sync(null) }
+    throws<TillException.Network> { unreachable.sync(silentProgress()) }
     check(unreachable.syncStatus().lastError != null) { "the failed sync is recorded" }
 }
 
@@ -218,11 +218,12 @@ fun threads() {
     val till = Env.till("S01", "T09")
     val pool = Executors.newFixedThreadPool(5)
     val numbers = Collections.synchronizedList(mutableListOf<String>())
-    val sync = pool.submit<SyncSummary> { till.sync(null) }
+    val sync = pool.submit<SyncSummary> { till.sync(silentProgress()) }
     val sellers = (1..4).map { t ->
         pool.submit {
             repeat(25) { i ->
-                val c = till.findOrCreateByPhone("98450 6${t}0${"%02d".format(i % 5)}", "Thread $t Customer").customer
+                // Every thread asks for the same five phones.
+                val c = till.findOrCreateByPhone("98450 6000${i % 5}", "Thread Customer $t").customer
                 numbers += till.sell(NewBill(customerId = c.id, lines = listOf(item("TEA", "Tea", 1, 1_000))), listOf(cash(1_000))).number
             }
         }
@@ -232,8 +233,9 @@ fun threads() {
     pool.shutdown()
     eq(numbers.size, 100, "every sale")
     eq(numbers.sorted(), (1..100).map { "S01-T09-%06d".format(it) }, "gapless numbers across threads")
-    eq(till.listCustomers(CustomerQuery(limit = 200u)).items.size, 20, "find-or-create is atomic across threads")
-    till.sync(null)
+    val local = till.listCustomers(CustomerQuery(limit = 200u)).items.filter { it.name.startsWith("Thread Customer") }
+    eq(local.size, 5, "find-or-create is atomic across threads")
+    till.sync(silentProgress())
     eq(till.syncStatus().pendingChanges, 0L, "all pushed")
     check(till.verify().ok)
 }
@@ -245,8 +247,8 @@ fun mergeOfSamePhoneCreatedOffline() {
     val onB = b.createCustomer(NewCustomer(name = "Deepa M", phone = "+91 98450 77777"))
     check(onA.id != onB.id)
     repeat(2) {
-        a.sync(null)
-        b.sync(null)
+        a.sync(silentProgress())
+        b.sync(silentProgress())
     }
     for ((name, till) in listOf("A" to a, "B" to b)) {
         val live = till.searchCustomers("9845077777", 10u)

@@ -683,6 +683,8 @@ internal object IntegrityCheckingUniffiLib {
         uniffiCheckContractApiVersion(this)
         uniffiCheckApiChecksums(this)
     }
+    external fun uniffi_till_ffi_checksum_func_silent_progress(
+    ): Int
     external fun uniffi_till_ffi_checksum_method_tillstore_add_line(
     ): Int
     external fun uniffi_till_ffi_checksum_method_tillstore_bill(
@@ -796,7 +798,7 @@ external fun uniffi_till_ffi_fn_method_tillstore_bill_by_number(`ptr`: Long,`num
 ): RustBuffer.ByValue
 external fun uniffi_till_ffi_fn_method_tillstore_customer_bills(`ptr`: Long,`customerId`: RustBuffer.ByValue,`cursor`: RustBuffer.ByValue,`limit`: Int,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
-external fun uniffi_till_ffi_fn_method_tillstore_open_bill(`ptr`: Long,`new`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+external fun uniffi_till_ffi_fn_method_tillstore_open_bill(`ptr`: Long,`bill`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
 external fun uniffi_till_ffi_fn_method_tillstore_pay(`ptr`: Long,`billId`: RustBuffer.ByValue,`tenders`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
@@ -808,7 +810,7 @@ external fun uniffi_till_ffi_fn_method_tillstore_refund_quote(`ptr`: Long,`billI
 ): Long
 external fun uniffi_till_ffi_fn_method_tillstore_remove_line(`ptr`: Long,`billId`: RustBuffer.ByValue,`lineNo`: Int,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
-external fun uniffi_till_ffi_fn_method_tillstore_sell(`ptr`: Long,`new`: RustBuffer.ByValue,`tenders`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+external fun uniffi_till_ffi_fn_method_tillstore_sell(`ptr`: Long,`bill`: RustBuffer.ByValue,`tenders`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
 external fun uniffi_till_ffi_fn_method_tillstore_set_bill_customer(`ptr`: Long,`billId`: RustBuffer.ByValue,`customerId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
@@ -816,7 +818,7 @@ external fun uniffi_till_ffi_fn_method_tillstore_set_bill_discount(`ptr`: Long,`
 ): RustBuffer.ByValue
 external fun uniffi_till_ffi_fn_method_tillstore_void_bill(`ptr`: Long,`billId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
-external fun uniffi_till_ffi_fn_method_tillstore_create_customer(`ptr`: Long,`new`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+external fun uniffi_till_ffi_fn_method_tillstore_create_customer(`ptr`: Long,`customer`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
 external fun uniffi_till_ffi_fn_method_tillstore_customer(`ptr`: Long,`id`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
@@ -852,9 +854,9 @@ external fun uniffi_till_ffi_fn_method_tillstore_set_staff(`ptr`: Long,`staffId`
 ): Unit
 external fun uniffi_till_ffi_fn_method_tillstore_verify(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
-external fun uniffi_till_ffi_fn_method_tillstore_sync(`ptr`: Long,`progress`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+external fun uniffi_till_ffi_fn_method_tillstore_sync(`ptr`: Long,`progress`: Long,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
-external fun uniffi_till_ffi_fn_method_tillstore_sync_async(`ptr`: Long,`progress`: RustBuffer.ByValue,
+external fun uniffi_till_ffi_fn_method_tillstore_sync_async(`ptr`: Long,`progress`: Long,
 ): Long
 external fun uniffi_till_ffi_fn_method_tillstore_sync_status(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
@@ -872,6 +874,8 @@ external fun uniffi_till_ffi_fn_method_syncprogress_pulled(`ptr`: Long,`changes`
 ): Unit
 external fun uniffi_till_ffi_fn_method_syncprogress_retrying(`ptr`: Long,`attempt`: Int,`delayMs`: Long,`cause`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
 ): Unit
+external fun uniffi_till_ffi_fn_func_silent_progress(uniffi_out_err: UniffiRustCallStatus, 
+): Long
 external fun ffi_till_ffi_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
 external fun ffi_till_ffi_rustbuffer_from_bytes(`bytes`: ForeignBytes.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -991,6 +995,9 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
+    if (lib.uniffi_till_ffi_checksum_func_silent_progress() != 35415) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if (lib.uniffi_till_ffi_checksum_method_tillstore_add_line() != 26253) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1003,7 +1010,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_till_ffi_checksum_method_tillstore_customer_bills() != 8577) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_till_ffi_checksum_method_tillstore_open_bill() != 41889) {
+    if (lib.uniffi_till_ffi_checksum_method_tillstore_open_bill() != 36920) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_till_ffi_checksum_method_tillstore_pay() != 25333) {
@@ -1021,7 +1028,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_till_ffi_checksum_method_tillstore_remove_line() != 8059) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_till_ffi_checksum_method_tillstore_sell() != 17768) {
+    if (lib.uniffi_till_ffi_checksum_method_tillstore_sell() != 4821) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_till_ffi_checksum_method_tillstore_set_bill_customer() != 2628) {
@@ -1033,7 +1040,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_till_ffi_checksum_method_tillstore_void_bill() != 4413) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_till_ffi_checksum_method_tillstore_create_customer() != 344) {
+    if (lib.uniffi_till_ffi_checksum_method_tillstore_create_customer() != 9899) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_till_ffi_checksum_method_tillstore_customer() != 22778) {
@@ -1087,10 +1094,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_till_ffi_checksum_method_tillstore_verify() != 40120) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_till_ffi_checksum_method_tillstore_sync() != 32914) {
+    if (lib.uniffi_till_ffi_checksum_method_tillstore_sync() != 1617) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_till_ffi_checksum_method_tillstore_sync_async() != 28829) {
+    if (lib.uniffi_till_ffi_checksum_method_tillstore_sync_async() != 34227) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_till_ffi_checksum_method_tillstore_sync_status() != 43738) {
@@ -2038,7 +2045,7 @@ public interface TillStoreInterface {
     /**
      * Opens a bill, taking the next bill number of this device.
      */
-    fun `openBill`(`new`: NewBill): Bill
+    fun `openBill`(`bill`: NewBill): Bill
     
     /**
      * Pays an open bill; the tenders must cover it, only cash gives change.
@@ -2068,7 +2075,7 @@ public interface TillStoreInterface {
     /**
      * Opens and pays a bill in one transaction (a quick sale).
      */
-    fun `sell`(`new`: NewBill, `tenders`: List<Tender>): Bill
+    fun `sell`(`bill`: NewBill, `tenders`: List<Tender>): Bill
     
     /**
      * Sets or clears the customer of an open bill.
@@ -2089,7 +2096,7 @@ public interface TillStoreInterface {
      * Creates a customer; a live customer already holding the phone or
      * email is a `Duplicate` error.
      */
-    fun `createCustomer`(`new`: NewCustomer): Customer
+    fun `createCustomer`(`customer`: NewCustomer): Customer
     
     /**
      * The live customer with `id`; a merged-away id yields the survivor.
@@ -2187,13 +2194,13 @@ public interface TillStoreInterface {
      * Syncs with the configured server, blocking this thread until done:
      * pushes the outbox, pulls and applies the server's changes.
      */
-    fun `sync`(`progress`: SyncProgress?): SyncSummary
+    fun `sync`(`progress`: SyncProgress): SyncSummary
     
     /**
      * [`TillStore::sync`] as a suspending call (Kotlin `suspend`, Swift
      * `async`, Python `async`, a JS promise).
      */
-    suspend fun `syncAsync`(`progress`: SyncProgress?): SyncSummary
+    suspend fun `syncAsync`(`progress`: SyncProgress): SyncSummary
     
     /**
      * Pending changes, the last sync, its error and quarantined changes.
@@ -2374,13 +2381,13 @@ open class TillStore: Disposable, AutoCloseable, TillStoreInterface
     /**
      * Opens a bill, taking the next bill number of this device.
      */
-    @Throws(TillException::class)override fun `openBill`(`new`: NewBill): Bill {
+    @Throws(TillException::class)override fun `openBill`(`bill`: NewBill): Bill {
             return FfiConverterTypeBill.lift(
     callWithHandle {
     uniffiRustCallWithError(TillException) { _status ->
     UniffiLib.uniffi_till_ffi_fn_method_tillstore_open_bill(
         it,
-        FfiConverterTypeNewBill.lower(`new`),_status)
+        FfiConverterTypeNewBill.lower(`bill`),_status)
 }
     }
     )
@@ -2476,13 +2483,13 @@ open class TillStore: Disposable, AutoCloseable, TillStoreInterface
     /**
      * Opens and pays a bill in one transaction (a quick sale).
      */
-    @Throws(TillException::class)override fun `sell`(`new`: NewBill, `tenders`: List<Tender>): Bill {
+    @Throws(TillException::class)override fun `sell`(`bill`: NewBill, `tenders`: List<Tender>): Bill {
             return FfiConverterTypeBill.lift(
     callWithHandle {
     uniffiRustCallWithError(TillException) { _status ->
     UniffiLib.uniffi_till_ffi_fn_method_tillstore_sell(
         it,
-        FfiConverterTypeNewBill.lower(`new`),FfiConverterSequenceTypeTender.lower(`tenders`),_status)
+        FfiConverterTypeNewBill.lower(`bill`),FfiConverterSequenceTypeTender.lower(`tenders`),_status)
 }
     }
     )
@@ -2545,13 +2552,13 @@ open class TillStore: Disposable, AutoCloseable, TillStoreInterface
      * Creates a customer; a live customer already holding the phone or
      * email is a `Duplicate` error.
      */
-    @Throws(TillException::class)override fun `createCustomer`(`new`: NewCustomer): Customer {
+    @Throws(TillException::class)override fun `createCustomer`(`customer`: NewCustomer): Customer {
             return FfiConverterTypeCustomer.lift(
     callWithHandle {
     uniffiRustCallWithError(TillException) { _status ->
     UniffiLib.uniffi_till_ffi_fn_method_tillstore_create_customer(
         it,
-        FfiConverterTypeNewCustomer.lower(`new`),_status)
+        FfiConverterTypeNewCustomer.lower(`customer`),_status)
 }
     }
     )
@@ -2858,13 +2865,13 @@ open class TillStore: Disposable, AutoCloseable, TillStoreInterface
      * Syncs with the configured server, blocking this thread until done:
      * pushes the outbox, pulls and applies the server's changes.
      */
-    @Throws(TillException::class)override fun `sync`(`progress`: SyncProgress?): SyncSummary {
+    @Throws(TillException::class)override fun `sync`(`progress`: SyncProgress): SyncSummary {
             return FfiConverterTypeSyncSummary.lift(
     callWithHandle {
     uniffiRustCallWithError(TillException) { _status ->
     UniffiLib.uniffi_till_ffi_fn_method_tillstore_sync(
         it,
-        FfiConverterOptionalTypeSyncProgress.lower(`progress`),_status)
+        FfiConverterTypeSyncProgress.lower(`progress`),_status)
 }
     }
     )
@@ -2878,12 +2885,12 @@ open class TillStore: Disposable, AutoCloseable, TillStoreInterface
      */
     @Throws(TillException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `syncAsync`(`progress`: SyncProgress?) : SyncSummary {
+    override suspend fun `syncAsync`(`progress`: SyncProgress) : SyncSummary {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_till_ffi_fn_method_tillstore_sync_async(
                 uniffiHandle,
-                FfiConverterOptionalTypeSyncProgress.lower(`progress`),
+                FfiConverterTypeSyncProgress.lower(`progress`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_till_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
@@ -6797,38 +6804,6 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
-public object FfiConverterOptionalTypeSyncProgress: FfiConverterRustBuffer<SyncProgress?> {
-    override fun read(buf: ByteBuffer): SyncProgress? {
-        if (buf.get().toInt() == 0) {
-            return null
-        }
-        return FfiConverterTypeSyncProgress.read(buf)
-    }
-
-    override fun allocationSize(value: SyncProgress?): ULong {
-        if (value == null) {
-            return 1UL
-        } else {
-            return 1UL + FfiConverterTypeSyncProgress.allocationSize(value)
-        }
-    }
-
-    override fun write(value: SyncProgress?, buf: ByteBuffer) {
-        if (value == null) {
-            buf.put(0)
-        } else {
-            buf.put(1)
-            FfiConverterTypeSyncProgress.write(value, buf)
-        }
-    }
-}
-
-
-
-
-/**
- * @suppress
- */
 public object FfiConverterOptionalTypeAddress: FfiConverterRustBuffer<Address?> {
     override fun read(buf: ByteBuffer): Address? {
         if (buf.get().toInt() == 0) {
@@ -7473,5 +7448,20 @@ public object FfiConverterSequenceTypeVerifyProblem: FfiConverterRustBuffer<List
 
 
 
+
+        /**
+         * An observer that ignores every call: pass it to `sync` when no progress
+         * is shown. (The observer is not optional because uniffi-bindgen-react-native
+         * 0.31 cannot pass an app's object inside an optional argument.)
+         */ fun `silentProgress`(): SyncProgress {
+            return FfiConverterTypeSyncProgress.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_till_ffi_fn_func_silent_progress(
+    
+        _status)
+}
+    )
+    }
+    
 
 
