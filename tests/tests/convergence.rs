@@ -44,6 +44,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use till_core::bills::chain::GENESIS;
+use till_core::sync::dedup;
 use till_core::{
     Bill, BillKind, BillStatus, Customer, CustomerUpdate, Error, NewBill, NewCustomer, NewLine,
     RefundLine, Store, StoreOptions, SyncConfig, SyncError, SyncObserver, Tender,
@@ -726,9 +727,13 @@ impl World {
     /// - the server's log holds every change it acknowledged, once;
     /// - every till's outbox is empty, each of its changes accepted (in the
     ///   log) or quarantined with the server's reason;
+    /// - no two live customers on the server share an identity phone or
+    ///   email; a merged-away customer points at a survivor that is not
+    ///   merged away itself, and no bill names a merged-away customer;
     /// - every till holds every log entry of its scope, and equals the
     ///   server for its scope: each customer of the tenant and each bill of
-    ///   its store, field by field;
+    ///   its store, field by field (so a till's live customers share no
+    ///   key either, and its bills followed every merge);
     /// - every bill the driver made is on the server once; numbers are
     ///   gapless per till; each till's chain links on the server too;
     ///   refunds add up on the bills they refund;
@@ -745,37 +750,14 @@ impl World {
                 }
             }
         }
-        // Live customers holding one identity phone or email: until the
-        // server deduplicates them, a till keeps the later-pulled ones'
-        // contact as shared (see till-core's sync::incoming).
-        let mut holders: BTreeMap<String, usize> = BTreeMap::new();
-        for state in view.customers.values() {
-            let keys = till_sync_server::sync::apply::identity_keys(state);
-            if keys.live {
-                for key in keys.phone_e164.into_iter().chain(keys.email) {
-                    *holders.entry(key).or_default() += 1;
-                }
-            }
-        }
-        let shared_by_many = |value: &Value| {
-            ["e164", "canonical"].iter().any(|k| {
-                value[*k]
-                    .as_str()
-                    .is_some_and(|key| holders.get(key).is_some_and(|n| *n > 1))
-            })
-        };
+        check_customers_on_server(&view)?;
         for device in &self.devices {
-            self.check_device(device, &view, &shared_by_many)?;
+            self.check_device(device, &view)?;
         }
         Ok(())
     }
 
-    fn check_device(
-        &self,
-        device: &Device,
-        view: &ServerView,
-        shared_by_many: &dyn Fn(&Value) -> bool,
-    ) -> Outcome<()> {
+    fn check_device(&self, device: &Device, view: &ServerView) -> Outcome<()> {
         let label = device.label();
         let store = device.store();
         let status = store.sync_status().map_err(|e| e.to_string())?;
@@ -827,15 +809,7 @@ impl World {
         }
         for (id, fields) in &customers {
             let server = &view.customers[id].values;
-            let diffs: Vec<_> = differences(fields, server)
-                .into_iter()
-                .filter(|(k, mine, theirs)| {
-                    let contact_shared_here = (k == "phone" || k == "email")
-                        && shared_by_many(theirs)
-                        && without_shared(mine) == without_shared(theirs);
-                    !contact_shared_here
-                })
-                .collect();
+            let diffs = differences(fields, server);
             if !diffs.is_empty() {
                 return fail(format!("{label}: customer {id} differs: {diffs:?}"));
             }
@@ -870,17 +844,8 @@ impl World {
     }
 }
 
-/// A contact value without its `shared` flag.
-fn without_shared(value: &Value) -> Value {
-    let mut value = value.clone();
-    if let Some(map) = value.as_object_mut() {
-        map.remove("shared");
-    }
-    value
-}
-
 /// Every accepted change sits in the log at the sequence its answer named,
-/// and the log holds nothing else.
+/// and the log holds nothing else but the server's own dedup merges.
 fn check_log(view: &ServerView) -> Outcome<()> {
     let by_seq: BTreeMap<i64, &str> = view
         .log
@@ -903,11 +868,59 @@ fn check_log(view: &ServerView) -> Outcome<()> {
             other => return fail(format!("change {id} has outcome {other:?}")),
         }
     }
-    if accepted != view.log.len() {
+    let merges = view
+        .log
+        .iter()
+        .filter(|e| e.device == dedup::SERVER_DEVICE)
+        .count();
+    if accepted + merges != view.log.len() {
         return fail(format!(
-            "the log holds {} entries for {accepted} accepted changes",
+            "the log holds {} entries for {accepted} accepted changes and {merges} made by \
+             the server",
             view.log.len()
         ));
+    }
+    Ok(())
+}
+
+/// The server's customers after dedup: no two live ones share an identity
+/// phone or email, every merged-away one points at a survivor that is not
+/// merged away itself, and no bill was left with a merged-away one.
+fn check_customers_on_server(view: &ServerView) -> Outcome<()> {
+    let mut holders: BTreeMap<dedup::IdentityKey, &String> = BTreeMap::new();
+    for (id, state) in &view.customers {
+        if !dedup::is_live(&state.values) {
+            continue;
+        }
+        for key in dedup::identity_keys(&state.values) {
+            if let Some(other) = holders.insert(key.clone(), id) {
+                return fail(format!("live customers {other} and {id} share {key:?}"));
+            }
+        }
+    }
+    for (id, state) in &view.customers {
+        if let Some(survivor) = dedup::merged_into(&state.values) {
+            // Merges keep the chain one hop long.
+            let one_hop = view
+                .customers
+                .get(survivor)
+                .is_some_and(|s| dedup::merged_into(&s.values).is_none());
+            if !one_hop {
+                return fail(format!("customer {id} is merged into {survivor}, itself merged"));
+            }
+        }
+    }
+    for (id, (_, state)) in &view.bills {
+        let Some(customer) = state.values.get("customer_id").and_then(Value::as_str) else {
+            continue;
+        };
+        match view.customers.get(customer) {
+            None => return fail(format!("bill {id} names unknown customer {customer}")),
+            Some(c) if dedup::merged_into(&c.values).is_some() => {
+                return fail(format!("bill {id} stayed with merged-away customer {customer}"))
+            }
+            Some(_) => {}
+        }
     }
     Ok(())
 }

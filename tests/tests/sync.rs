@@ -396,54 +396,6 @@ fn a_sync_cut_short_after_its_push_never_shows_a_till_its_own_older_state() {
     server.stop();
 }
 
-/// Creates a customer named `name` with `phone` on `till`.
-fn customer_with(till: &Till, name: &str, phone: &str) -> till_core::Customer {
-    till.store
-        .create_customer(NewCustomer::named(name).with_phone(phone))
-        .expect("create")
-}
-
-#[test]
-fn a_phone_kept_as_shared_on_pull_goes_back_when_the_local_holder_lets_go() {
-    let dir = tempfile::tempdir().expect("dir");
-    let server = Server::start(&dir.path().join("server"));
-    let a = Till::new(&server, dir.path(), "S1", "T1");
-    let b = Till::new(&server, dir.path(), "S1", "T2");
-    // Each till creates a customer with the same two numbers while offline.
-    let (p, q) = ("90000 77777", "90000 88888");
-    let x = customer_with(&a, "Xavier", p);
-    let y = customer_with(&b, "Yusuf", p);
-    let u = customer_with(&a, "Uma", q);
-    let v = customer_with(&b, "Vikram", q);
-    a.sync();
-    b.sync();
-    a.sync();
-    let (found, _) = b.store.find_or_create_by_phone(p, "Anyone").expect("find");
-    assert_eq!(found.id, y.id, "B's own customer holds the number on B");
-
-    // Released by a pulled change: A deletes Y, B pulls it.
-    a.store.delete_customer(y.id).expect("delete y");
-    a.sync();
-    b.sync();
-    let (found, created) = b.store.find_or_create_by_phone(p, "Anyone").expect("find");
-    assert_eq!((found.id, created), (x.id, false));
-    assert!(!found.phone.expect("phone").shared);
-
-    // Released by a local change: B deletes its own V.
-    b.store.delete_customer(v.id).expect("delete v");
-    let (found, created) = b.store.find_or_create_by_phone(q, "Anyone").expect("find");
-    assert_eq!((found.id, created), (u.id, false));
-
-    b.sync();
-    a.sync();
-    assert_eq!(snapshot(&a.store), snapshot(&b.store));
-    for till in [&a, &b] {
-        let report = till.store.verify().expect("verify");
-        assert!(report.is_ok(), "{:?}", report.problems);
-    }
-    server.stop();
-}
-
 #[test]
 fn pushing_the_same_outbox_twice_applies_it_once() {
     let dir = tempfile::tempdir().expect("dir");

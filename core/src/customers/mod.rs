@@ -254,109 +254,7 @@ pub(crate) fn write_row(
         }
     }
     fts::index_customer(&w.tx, rid, after)?;
-    settle_contacts(w, rid, before, after)?;
     Ok(rid)
-}
-
-/// The canonical phone (`field` = `"phone"`) or email of `c`, and whether
-/// it is marked shared.
-fn contact<'a>(c: &'a Customer, field: &str) -> Option<(&'a str, bool)> {
-    match field {
-        "phone" => c.phone.as_ref().map(|p| (p.e164.as_str(), p.shared)),
-        _ => c.email.as_ref().map(|e| (e.canonical.as_str(), e.shared)),
-    }
-}
-
-/// The identity phone or email a live customer holds: its contact unless shared.
-fn identity_key<'a>(c: &'a Customer, field: &str) -> Option<&'a str> {
-    contact(c, field)
-        .filter(|(_, shared)| c.is_live() && !shared)
-        .map(|(key, _)| key)
-}
-
-/// Whether `c`'s contact is shared on this till only because another
-/// customer held it when `c` was pulled (see `sync::incoming`): stored as
-/// shared, while the last change recorded for it says not shared.
-fn kept_shared(w: &Writer<'_>, c: &Customer, field: &str) -> Result<bool> {
-    let Some((key, true)) = contact(c, field) else {
-        return Ok(false);
-    };
-    let canonical = if field == "phone" {
-        "e164"
-    } else {
-        "canonical"
-    };
-    let recorded: Option<(Option<String>, Option<bool>)> =
-        w.tx.prepare_cached(&format!(
-            "SELECT json_extract(fields, '$.{field}.{canonical}'),
-                    json_extract(fields, '$.{field}.shared')
-             FROM changes
-             WHERE entity_id = ?1 AND json_type(fields, '$.{field}') IS NOT NULL
-             ORDER BY seq DESC LIMIT 1"
-        ))?
-        .query_row([c.id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(recorded == Some((Some(key.to_owned()), Some(false))))
-}
-
-/// `c` with its contact no longer marked shared.
-fn unshared(c: &Customer, field: &str) -> Customer {
-    let mut c = c.clone();
-    match field {
-        "phone" => c.phone.iter_mut().for_each(|p| p.shared = false),
-        _ => c.email.iter_mut().for_each(|e| e.shared = false),
-    }
-    c
-}
-
-/// Undoes the shared marks `sync::incoming` puts on a pulled customer whose
-/// phone or email a local customer held, as soon as nothing needs them, so
-/// the till holds such customers as the server does and find-or-create
-/// finds them:
-/// - when `before` lets go of an identity contact (deleted, merged, changed
-///   or marked shared as `after`), the customer kept waiting for it gets
-///   it (the lowest id, when several wait: only one may hold it here);
-/// - a customer who is no longer live keeps nothing shared, as no unique
-///   index covers them.
-///
-/// Neither is a change of this till's: the server already holds the values.
-fn settle_contacts(
-    w: &Writer<'_>,
-    rid: i64,
-    before: Option<&Customer>,
-    after: &Customer,
-) -> Result<()> {
-    for (field, column, shared) in [
-        ("phone", "phone_e164", "phone_shared"),
-        ("email", "email", "email_shared"),
-    ] {
-        let released = before
-            .and_then(|b| identity_key(b, field))
-            .filter(|key| identity_key(after, field) != Some(*key));
-        if let Some(key) = released {
-            let waiting =
-                w.tx.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM customers
-                     WHERE {column} = ?1 AND {shared} = 1
-                       AND deleted_at IS NULL AND merged_into IS NULL
-                     ORDER BY id"
-                ))?
-                .query_map([key], Customer::from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            for (waiting_rid, c) in waiting {
-                if kept_shared(w, &c, field)? {
-                    write_row(w, Some(waiting_rid), Some(&c), &unshared(&c, field))?;
-                    break;
-                }
-            }
-        }
-        if !after.is_live() && kept_shared(w, after, field)? {
-            // Writing it again settles its other contact too.
-            write_row(w, Some(rid), Some(after), &unshared(after, field))?;
-            return Ok(());
-        }
-    }
-    Ok(())
 }
 
 /// Loads a customer by id inside a write transaction, whatever its state.
@@ -438,6 +336,13 @@ impl Store {
     }
 
     /// The live customer with `id`; a merged-away id yields its survivor.
+    ///
+    /// A merge is followed rather than reported: whoever holds an old id (a
+    /// screen opened before the merge was pulled, a stored loyalty link)
+    /// means the person, and the survivor is the person now. The caller
+    /// tells a merge by the returned id differing from `id`;
+    /// [`Store::customer_including_deleted`] shows the tombstone itself,
+    /// with `merged_into`. A deleted customer is not found.
     pub fn customer(&self, id: Uuid) -> Result<Customer> {
         self.read(|conn| {
             let live = resolve_live(conn, id)?;
@@ -476,7 +381,9 @@ impl Store {
 
     /// Changes a live customer. `expected_version` is the version the caller
     /// read; if it has moved on, nothing is written and [`Error::Conflict`]
-    /// carries the current version.
+    /// carries the current version. A merged-away id is not found: the
+    /// version the caller read was the merged-away record's, so it re-reads
+    /// with [`Store::customer`], which leads to the survivor.
     pub fn update_customer(
         &self,
         id: Uuid,

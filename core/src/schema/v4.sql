@@ -1,19 +1,14 @@
--- Till store schema, version 4: where each acknowledged change sits in the
--- server's log.
+-- Till store schema, version 4: contacts held as shared while pulls catch up.
 
--- server_seq: the server sequence of a local change the server accepted,
--- recorded with `pushed_at`; NULL for pulled changes, rejected ones and those
--- acknowledged before version 4. Until a pull reaches it, the change's own
--- log entry is still to come, so older entries must not overwrite the
--- fields it wrote (see sync::incoming).
-ALTER TABLE changes ADD COLUMN server_seq INTEGER;
-
--- Applying a pulled field now asks about acknowledged local changes too,
--- through `changes_by_entity`; this narrower index has no reader left.
-DROP INDEX changes_outbox_by_entity;
-
--- Live customers whose phone or email a pull kept as shared because a
--- local customer held it (see sync::incoming); when that holder lets go of
--- it, these are where the contact goes back (see customers::settle_contacts).
-CREATE INDEX customers_shared_phone ON customers(phone_e164) WHERE phone_shared = 1;
-CREATE INDEX customers_shared_email ON customers(email) WHERE email_shared = 1;
+-- A pulled customer whose identity phone or email a local live customer
+-- already holds (the server ordered the two apart: a merge still to be
+-- pulled, or this device's own newer change) keeps the contact as shared
+-- here, so the unique index stays whole. Each row is one such contact, put
+-- back as the server holds it once no other live customer holds the key
+-- (see `sync::held`). held_at: the last change-log seq when it was held.
+CREATE TABLE held_contacts (
+    customer_id TEXT NOT NULL,
+    field       TEXT NOT NULL,                -- 'phone' or 'email'
+    held_at     INTEGER NOT NULL,
+    PRIMARY KEY (customer_id, field)
+) WITHOUT ROWID;

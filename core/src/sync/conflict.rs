@@ -22,7 +22,11 @@
 //!   refunded amounts and appended payments may change. Refunds are new
 //!   bills, so they append by construction; the refunded amounts they move
 //!   on the sale grow by each change's own delta, so refunds of one sale
-//!   made at two tills at once both count.
+//!   made at two tills at once both count. The one server-made change a
+//!   final bill allows is a dedup merge moving it to the surviving customer
+//!   (see `dedup`): it renames the customer, never money.
+//! - **Customers merged away by dedup** are tombstones: a device change that
+//!   arrives for one applies to its survivor (see `dedup::redirect`).
 //! - **Clocks far ahead are clamped**: a stamp more than
 //!   [`MAX_CLOCK_AHEAD_MS`] ahead of the server is pulled back to the
 //!   server's time, so one wrong device clock cannot win every future conflict.

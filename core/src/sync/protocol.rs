@@ -165,7 +165,9 @@ pub struct PullResponse {
 /// conflict carries the winner's value), and `before` their values just
 /// before. Applying a device's log pages in order therefore reproduces the
 /// server's state, and a device learns the fate of its own pushed changes
-/// when their entries come back.
+/// when their entries come back. The server logs changes of its own in the
+/// same form: the merges of exact-key dedup (device `server`, see
+/// [`super::dedup`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerChange {
     /// Position in the tenant's log.

@@ -25,6 +25,8 @@ pub struct LogEntry {
     pub store: Option<String>,
     /// The change it logs.
     pub change_id: String,
+    /// The device that made it (`server` for a dedup merge).
+    pub device: String,
 }
 
 /// What the server did with one pushed change id.
@@ -103,6 +105,7 @@ impl ServerView {
                     seq: r.get(0)?,
                     store: r.get(1)?,
                     change_id: change["change_id"].as_str().unwrap_or_default().to_owned(),
+                    device: change["device"].as_str().unwrap_or_default().to_owned(),
                 })
             },
         );
