@@ -4,9 +4,10 @@
 //! `till-server serve`, on its embedded SQLite database in a temporary
 //! folder. Store S01 has two tills, the counter (T01) and a tablet on the
 //! floor (T02). The network is down all morning: both keep selling, and
-//! both sign up the same customer. At noon they sync and each sees the
-//! other's bills and customers; in the afternoon the tablet refunds a bill
-//! rung up at the counter; at closing both tills hold the same day.
+//! both sign up the same customer. At noon they sync: each sees the other's
+//! bills, and the head office merges the two records of one customer, her
+//! bills following; in the afternoon the tablet refunds a bill rung up at
+//! the counter; at closing both tills hold the same day.
 //!
 //! Run: `cargo run --example store_day`
 
@@ -192,6 +193,15 @@ fn main() -> Result<()> {
     counter.sync()?;
     tablet.sync()?;
     counter.sync()?;
+    // The head office saw one phone number on two live customers: the same
+    // person. It merged them into the one signed up first, and the merge
+    // came back to both tills with their pulls.
+    let merged = tablet.store.customer_including_deleted(asha_at_tablet.id)?;
+    let survivor = tablet.store.customer(asha_at_tablet.id)?;
+    println!(
+        "  the head office merged {} into {}: one phone, one person",
+        merged.number, survivor.number
+    );
     for till in [&counter, &tablet] {
         let found = till.store.search_customers("43210", 10)?;
         println!(
@@ -205,7 +215,17 @@ fn main() -> Result<()> {
                 .join(", ")
         );
     }
-    println!("  (one person, signed up at both tills while they were apart)");
+    let bills = tablet.store.customer_bills(survivor.id, None, 10)?;
+    println!(
+        "  her bills from both tills are on {} now: {}",
+        survivor.number,
+        bills
+            .items
+            .iter()
+            .map(|b| b.number.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     println!(
         "\n15:00  Asha returns one tea at the tablet (bill {}).",

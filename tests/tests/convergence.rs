@@ -175,6 +175,7 @@ struct Stats {
     mid_sync_restarts: usize,
     kills: usize,
     quarantined: usize,
+    merges: usize,
 }
 
 impl Stats {
@@ -189,6 +190,7 @@ impl Stats {
         self.mid_sync_restarts += o.mid_sync_restarts;
         self.kills += o.kills;
         self.quarantined += o.quarantined;
+        self.merges += o.merges;
     }
 }
 
@@ -738,8 +740,9 @@ impl World {
     ///   gapless per till; each till's chain links on the server too;
     ///   refunds add up on the bills they refund;
     /// - `verify()` passes on every till.
-    fn check(&self) -> Outcome<()> {
+    fn check(&mut self) -> Outcome<()> {
         let view = ServerView::read(&self.head.data, TENANT);
+        self.stats.merges = view.log.iter().filter(|e| e.op == dedup::MERGE_OP).count();
         check_log(&view)?;
         check_bills_on_server(&view)?;
         for store_code in ["S1", "S2"] {
@@ -906,7 +909,9 @@ fn check_customers_on_server(view: &ServerView) -> Outcome<()> {
                 .get(survivor)
                 .is_some_and(|s| dedup::merged_into(&s.values).is_none());
             if !one_hop {
-                return fail(format!("customer {id} is merged into {survivor}, itself merged"));
+                return fail(format!(
+                    "customer {id} is merged into {survivor}, itself merged"
+                ));
             }
         }
     }
@@ -917,7 +922,9 @@ fn check_customers_on_server(view: &ServerView) -> Outcome<()> {
         match view.customers.get(customer) {
             None => return fail(format!("bill {id} names unknown customer {customer}")),
             Some(c) if dedup::merged_into(&c.values).is_some() => {
-                return fail(format!("bill {id} stayed with merged-away customer {customer}"))
+                return fail(format!(
+                    "bill {id} stayed with merged-away customer {customer}"
+                ))
             }
             Some(_) => {}
         }
@@ -1150,7 +1157,7 @@ fn main() {
         "{} seeds in {:.1} s ({jobs} at once): {} operations, {} syncs ({} cut short by \
          faults), {} answers dropped ({} of pushes the server committed), {} requests \
          duplicated, {} server restarts ({} inside a sync), {} till processes killed \
-         mid-sync, {} changes quarantined",
+         mid-sync, {} changes quarantined, {} customers merged by the server",
         results.len(),
         started.elapsed().as_secs_f64(),
         total.ops,
@@ -1163,6 +1170,7 @@ fn main() {
         total.mid_sync_restarts,
         total.kills,
         total.quarantined,
+        total.merges,
     );
     // Over a real run every fault must have happened, or the test proves less
     // than it claims.
@@ -1173,6 +1181,7 @@ fn main() {
             ("restarts", total.restarts),
             ("restarts inside a sync", total.mid_sync_restarts),
             ("kills", total.kills),
+            ("merges", total.merges),
         ]
         .into_iter()
         .filter(|(_, n)| *n == 0)

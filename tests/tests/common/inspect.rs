@@ -27,6 +27,8 @@ pub struct LogEntry {
     pub change_id: String,
     /// The device that made it (`server` for a dedup merge).
     pub device: String,
+    /// What it did (`merge` for a customer merged away).
+    pub op: String,
 }
 
 /// What the server did with one pushed change id.
@@ -106,6 +108,7 @@ impl ServerView {
                     store: r.get(1)?,
                     change_id: change["change_id"].as_str().unwrap_or_default().to_owned(),
                     device: change["device"].as_str().unwrap_or_default().to_owned(),
+                    op: change["op"].as_str().unwrap_or_default().to_owned(),
                 })
             },
         );
