@@ -18,7 +18,7 @@ mod model;
 pub mod receipt;
 pub mod totals;
 
-use rusqlite::{named_params, Connection, OptionalExtension};
+use rusqlite::{named_params, params, Connection, OptionalExtension};
 use uuid::Uuid;
 
 pub use chain::{ChainProblem, ChainReport};
@@ -58,12 +58,20 @@ pub(crate) fn load_children(conn: &Connection, rid: i64, bill: &mut Bill) -> Res
     Ok(())
 }
 
-/// Loads a whole bill by id or by number.
+/// Loads a whole bill by id or by number. A number is found through the
+/// sequence it ends in (`bills_by_seq`): a store has one bill per device
+/// with that sequence, the number picks it.
 pub(crate) fn load(conn: &Connection, key: &str, by_number: bool) -> Result<(i64, Bill)> {
-    let column = if by_number { "number" } else { "id" };
-    let (rid, mut bill) = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM bills WHERE {column} = ?1"))?
-        .query_row([key], Bill::from_row)
+    let found = if by_number {
+        conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM bills WHERE seq = ?1 AND number = ?2"
+        ))?
+        .query_row(params![sequence_of(key), key], Bill::from_row)
+    } else {
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM bills WHERE id = ?1"))?
+            .query_row([key], Bill::from_row)
+    };
+    let (rid, mut bill) = found
         .optional()?
         .ok_or_else(|| Error::not_found(Entity::Bill, key))?;
     load_children(conn, rid, &mut bill)?;
@@ -97,31 +105,21 @@ pub(crate) fn write_row(
     before: Option<&Bill>,
     after: &Bill,
 ) -> Result<i64> {
-    let rid: i64 =
-        w.tx.prepare_cached(
-            "INSERT INTO bills (rid, id, number, seq, store_id, device_id, staff_id, customer_id,
-                 customer_phone, currency, price_mode, kind, refund_of, status, bill_discount,
-                 subtotal, discount_total, tax_total, total, paid_total, change_due, refunded_total,
-                 opened_at, closed_at, voided_at, chain_pos, prev_hash, hash, version)
-             VALUES (:rid, :id, :number, :seq, :store_id, :device_id, :staff_id, :customer_id,
-                 :customer_phone, :currency, :price_mode, :kind, :refund_of, :status,
-                 :bill_discount, :subtotal, :discount_total, :tax_total, :total, :paid_total,
-                 :change_due, :refunded_total, :opened_at, :closed_at, :voided_at, :chain_pos,
-                 :prev_hash, :hash, :version)
-             ON CONFLICT (rid) DO UPDATE SET customer_id = excluded.customer_id,
-                 customer_phone = excluded.customer_phone, status = excluded.status,
-                 bill_discount = excluded.bill_discount, subtotal = excluded.subtotal,
-                 discount_total = excluded.discount_total, tax_total = excluded.tax_total,
-                 total = excluded.total, paid_total = excluded.paid_total,
-                 change_due = excluded.change_due, refunded_total = excluded.refunded_total,
-                 closed_at = excluded.closed_at, voided_at = excluded.voided_at,
-                 chain_pos = excluded.chain_pos, prev_hash = excluded.prev_hash,
-                 hash = excluded.hash, version = excluded.version
-             RETURNING rid",
-        )?
-        .query_row(
-            named_params! {
-                ":rid": rid,
+    let rid = match rid {
+        None => {
+            w.tx.prepare_cached(
+                "INSERT INTO bills (id, number, seq, store_id, device_id, staff_id, customer_id,
+                     customer_phone, currency, price_mode, kind, refund_of, status, bill_discount,
+                     subtotal, discount_total, tax_total, total, paid_total, change_due,
+                     refunded_total, opened_at, closed_at, voided_at, chain_pos, prev_hash, hash,
+                     version, last_line_no)
+                 VALUES (:id, :number, :seq, :store_id, :device_id, :staff_id, :customer_id,
+                     :customer_phone, :currency, :price_mode, :kind, :refund_of, :status,
+                     :bill_discount, :subtotal, :discount_total, :tax_total, :total, :paid_total,
+                     :change_due, :refunded_total, :opened_at, :closed_at, :voided_at, :chain_pos,
+                     :prev_hash, :hash, :version, :last_line_no)",
+            )?
+            .execute(named_params! {
                 ":id": after.id.to_string(),
                 ":number": after.number,
                 ":seq": sequence_of(&after.number),
@@ -150,9 +148,46 @@ pub(crate) fn write_row(
                 ":prev_hash": after.prev_hash,
                 ":hash": after.hash,
                 ":version": after.version,
-            },
-            |r| r.get(0),
-        )?;
+                ":last_line_no": after.last_line_no,
+            })?;
+            w.tx.last_insert_rowid()
+        }
+        Some(rid) => {
+            // What may change after a bill opens; the rest is its identity.
+            w.tx.prepare_cached(
+                "UPDATE bills SET customer_id = :customer_id, customer_phone = :customer_phone,
+                     status = :status, bill_discount = :bill_discount, subtotal = :subtotal,
+                     discount_total = :discount_total, tax_total = :tax_total, total = :total,
+                     paid_total = :paid_total, change_due = :change_due,
+                     refunded_total = :refunded_total, closed_at = :closed_at,
+                     voided_at = :voided_at, chain_pos = :chain_pos, prev_hash = :prev_hash,
+                     hash = :hash, version = :version, last_line_no = :last_line_no
+                 WHERE rid = :rid",
+            )?
+            .execute(named_params! {
+                ":rid": rid,
+                ":customer_id": after.customer_id.map(|c| c.to_string()),
+                ":customer_phone": after.customer_phone,
+                ":status": after.status.as_str(),
+                ":bill_discount": after.bill_discount,
+                ":subtotal": after.subtotal,
+                ":discount_total": after.discount_total,
+                ":tax_total": after.tax_total,
+                ":total": after.total,
+                ":paid_total": after.paid_total,
+                ":change_due": after.change_due,
+                ":refunded_total": after.refunded_total,
+                ":closed_at": after.closed_at_ms,
+                ":voided_at": after.voided_at_ms,
+                ":chain_pos": after.chain_pos,
+                ":prev_hash": after.prev_hash,
+                ":hash": after.hash,
+                ":version": after.version,
+                ":last_line_no": after.last_line_no,
+            })?;
+            rid
+        }
+    };
     if before.map(|b| &b.lines) != Some(&after.lines) {
         w.tx.prepare_cached("DELETE FROM bill_lines WHERE bill_rid = ?1")?
             .execute([rid])?;
@@ -432,6 +467,7 @@ fn new_sale(w: &Writer<'_>, new: &NewBill) -> Result<Bill> {
         prev_hash: None,
         hash: None,
         version: 1,
+        last_line_no: lines.len() as u32,
         lines,
         payments: Vec::new(),
     };
@@ -492,11 +528,15 @@ impl Store {
         })
     }
 
-    /// Adds a line to an open bill.
+    /// Adds a line to an open bill; it is numbered after every line the
+    /// bill ever had, removed ones included.
     pub fn add_line(&self, bill_id: Uuid, line: NewLine) -> Result<Bill> {
         self.change_open(bill_id, "add_line", "add a line", |bill| {
-            let next_no = bill.lines.iter().map(|l| l.line_no).max().unwrap_or(0) + 1;
+            // Bills written before `last_line_no` existed read 0 there.
+            let highest = bill.lines.iter().map(|l| l.line_no).max().unwrap_or(0);
+            let next_no = bill.last_line_no.max(highest) + 1;
             bill.lines.push(to_line(&line, next_no, "line")?);
+            bill.last_line_no = next_no;
             Ok(())
         })
     }
@@ -653,6 +693,7 @@ impl Store {
                 prev_hash: None,
                 hash: None,
                 version: 1,
+                last_line_no: refund_lines.len() as u32,
                 lines: refund_lines,
                 payments,
                 ..before.clone()
@@ -748,7 +789,7 @@ impl Store {
 
     /// Checks this device's bill chain and number sequence.
     pub fn verify_chain(&self) -> Result<ChainReport> {
-        let device = self.settings.identity.device.clone();
-        self.read(|conn| chain::verify(conn, &device))
+        let identity = &self.settings.identity;
+        self.read(|conn| chain::verify(conn, &identity.store, &identity.device))
     }
 }
