@@ -8,7 +8,7 @@
 
 mod texts;
 
-use rusqlite::{named_params, Connection, OptionalExtension, Row};
+use rusqlite::{named_params, params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -102,24 +102,25 @@ pub(crate) fn record(
     before: Option<&str>,
 ) -> Result<()> {
     let stamp = w.stamp();
+    // By position, in the order of the columns, as the bill's insert does
+    // (see `bills::write_row`).
     let mut stmt = w.tx.prepare_cached(
         "INSERT INTO changes (change_id, entity, entity_id, op, fields, before, hlc,
-                                  device_id, staff_id, at)
-             VALUES (:change_id, :entity, :entity_id, :op, :fields, :before, :hlc,
-                     :device, :staff, :at)",
+                              device_id, staff_id, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
-    stmt.execute(named_params! {
-        ":change_id": Uuid::now_v7().to_string(),
-        ":entity": entity,
-        ":entity_id": entity_id,
-        ":op": op,
-        ":fields": fields,
-        ":before": before,
-        ":hlc": stamp.to_string(),
-        ":device": w.settings.node,
-        ":staff": w.staff,
-        ":at": w.now_ms,
-    })?;
+    stmt.execute(params![
+        Uuid::now_v7().to_string(),
+        entity,
+        entity_id,
+        op,
+        fields,
+        before,
+        stamp.to_string(),
+        w.settings.node,
+        w.staff,
+        w.now_ms,
+    ])?;
     Ok(())
 }
 
