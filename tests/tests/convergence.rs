@@ -1,6 +1,8 @@
 //! Randomized convergence: several tills of one store make random edits
-//! and sales while syncing in a random order; once everyone has synced
-//! twice, every till holds the same state. Seeded, so a failure replays:
+//! and sales while syncing in a random order, some creating the same
+//! person (one of a few phone numbers) offline; once everyone has synced
+//! twice, every till holds the same state, and no two live customers share
+//! an identity phone on any till or on the server. Seeded, so a failure replays:
 //! `TILL_CONVERGENCE_SEEDS=200 cargo test -p till-e2e --test convergence`
 //! runs 200 seeds (default 3); `TILL_CONVERGENCE_SEED=N` runs seed N only.
 
@@ -9,11 +11,29 @@ mod common;
 use common::{snapshot, Server, Till};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rusqlite::{Connection, OpenFlags};
 use till_core::{CustomerUpdate, NewBill, NewCustomer, NewLine, Tender};
 use uuid::Uuid;
 
 const DEVICES: usize = 3;
 const STEPS: usize = 40;
+/// Phones several tills may each give a new customer: the server merges them.
+const SHARED_PHONES: [&str; 2] = ["98000 00001", "98000 00002"];
+
+/// Identity phones held by more than one live customer in the database at `path`.
+fn duplicate_phones(path: &std::path::Path, live: &str) -> Vec<String> {
+    let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
+    let mut stmt = db
+        .prepare(&format!(
+            "SELECT phone_e164 FROM customers WHERE phone_e164 IS NOT NULL AND {live}
+             GROUP BY phone_e164 HAVING count(*) > 1"
+        ))
+        .expect("prepare");
+    stmt.query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
 
 fn run(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -29,6 +49,14 @@ fn run(seed: u64) {
             .then(|| customers[rng.random_range(0..customers.len())])
             .and_then(|id| till.store.customer(id).ok());
         match (rng.random_range(0..6), known) {
+            (0, _) | (_, None) if rng.random_bool(0.5) => {
+                let phone = SHARED_PHONES[rng.random_range(0..SHARED_PHONES.len())];
+                let (c, _) = till
+                    .store
+                    .find_or_create_by_phone(phone, &format!("Regular {seed} {step}"))
+                    .expect("find or create");
+                customers.push(c.id);
+            }
             (0, _) | (_, None) => {
                 let c = till
                     .store
@@ -110,6 +138,22 @@ fn run(seed: u64) {
             "seed {seed}"
         );
     }
+    for till in &tills {
+        let dups = duplicate_phones(
+            till.store.path(),
+            "phone_shared = 0 AND deleted_at IS NULL AND merged_into IS NULL",
+        );
+        assert!(dups.is_empty(), "seed {seed}: {dups:?}");
+        let report = till.store.verify().expect("verify");
+        assert!(report.is_ok(), "seed {seed}: {:?}", report.problems);
+    }
+    let on_server = duplicate_phones(
+        &server
+            .data
+            .join(till_sync_server::storage::sqlite::FILE_NAME),
+        "live = 1",
+    );
+    assert!(on_server.is_empty(), "seed {seed}: {on_server:?}");
     server.stop();
 }
 

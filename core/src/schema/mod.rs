@@ -11,11 +11,11 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Brings the database at `conn` to [`VERSION`], creating it when empty.
 /// Foreign keys are off while it runs: an upgrade that rebuilds a table
-/// (v4) drops it while other tables point at it, and copies every row with
+/// (v5) drops it while other tables point at it, and copies every row with
 /// its rowid, so the references hold again when it commits.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -59,6 +59,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
         }
         2 => conn.execute_batch(include_str!("v3.sql"))?,
         3 => conn.execute_batch(include_str!("v4.sql"))?,
+        4 => conn.execute_batch(include_str!("v5.sql"))?,
         _ => unreachable!("no upgrade step from version {version}"),
     }
     Ok(())
@@ -138,12 +139,12 @@ mod tests {
     }
 
     #[test]
-    fn bills_of_a_v3_file_keep_their_chain_head_and_line_numbers() {
+    fn bills_of_a_v4_file_keep_their_chain_head_and_line_numbers() {
         let mut conn = Connection::open_in_memory().expect("open");
-        for v in 0..3 {
+        for v in 0..4 {
             upgrade_from(&conn, v).expect("old step");
         }
-        conn.pragma_update(None, "user_version", 3)
+        conn.pragma_update(None, "user_version", 4)
             .expect("version");
         conn.execute_batch(
             "PRAGMA foreign_keys = ON;
@@ -160,7 +161,7 @@ mod tests {
                     (1, 3, 'C', 'C', 1000, 1, 0, '', 0, 0, 1, 0, 1),
                     (2, 2, 'B', 'B', 1000, 1, 0, '', 0, 0, 1, 0, 1);",
         )
-        .expect("v3 rows");
+        .expect("v4 rows");
         migrate(&mut conn).expect("upgrade");
         let head: (i64, String) = conn
             .query_row(

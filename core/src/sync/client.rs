@@ -23,6 +23,12 @@
 //! 3. **Finish**: the sync time (or the error that ended it) is recorded for
 //!    [`Store::sync_status`].
 //!
+//! Between syncs, an idle till waits for news with
+//! [`AsyncSyncClient::wait_for_changes`] (or the blocking
+//! [`SyncClient::wait_for_changes`]): one long-poll request that returns as
+//! soon as the server holds changes after the device's cursor, so the app
+//! syncs the moment another till's sale lands instead of polling.
+//!
 //! Failures: the transport retries what can heal by itself (see
 //! `transport`); the rest ends the sync with [`Error::Sync`] carrying a
 //! [`SyncError`], local data intact.
@@ -167,6 +173,17 @@ impl AsyncSyncClient {
         outcome.map(|()| summary)
     }
 
+    /// Waits until the server holds changes this device has not pulled, or
+    /// until `timeout` (the server caps it, at 25 s by default) runs out:
+    /// `true` means sync now, `false` means nothing came; wait again. One
+    /// long-poll request, so a till sees another till's sale within moments
+    /// without polling. Retryable failures are retried like a sync's.
+    pub async fn wait_for_changes(&self, store: &Store, timeout: Duration) -> Result<bool> {
+        let cursor = store.read(outbox::cursor)?;
+        let answer = self.transport.wait(cursor, timeout, &NoopObserver).await?;
+        Ok(answer.changes)
+    }
+
     /// Phase 1: the outbox, batch by batch, until it is empty.
     async fn push(
         &self,
@@ -269,6 +286,14 @@ impl SyncClient {
     /// Runs one sync of `store`, blocking until it ends.
     pub fn sync(&self, store: &Store, observer: &dyn SyncObserver) -> Result<SyncSummary> {
         self.runtime.block_on(self.inner.sync(store, observer))
+    }
+
+    /// Blocks until the server holds changes this device has not pulled
+    /// (`true`) or `timeout` runs out (`false`); see
+    /// [`AsyncSyncClient::wait_for_changes`].
+    pub fn wait_for_changes(&self, store: &Store, timeout: Duration) -> Result<bool> {
+        self.runtime
+            .block_on(self.inner.wait_for_changes(store, timeout))
     }
 }
 

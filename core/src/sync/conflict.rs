@@ -20,7 +20,11 @@
 //!   device, kind, currency, refunded bill) never change; an open bill merges
 //!   per field; once paid, only the status (forward only), voiding, the
 //!   refunded amounts (only growing) and appended payments may change.
-//!   Refunds are new bills, so they append by construction.
+//!   Refunds are new bills, so they append by construction. The one
+//!   server-made change a final bill allows is a dedup merge moving it to the
+//!   surviving customer (see `dedup`): it renames the customer, never money.
+//! - **Customers merged away by dedup** are tombstones: a device change that
+//!   arrives for one applies to its survivor (see `dedup::redirect`).
 //! - **Clocks far ahead are clamped**: a stamp more than
 //!   [`MAX_CLOCK_AHEAD_MS`] ahead of the server is pulled back to the
 //!   server's time, so one wrong device clock cannot win every future conflict.

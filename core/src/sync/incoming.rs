@@ -20,7 +20,19 @@
 //!   (`chain_pos` is NULL: the server verifies their chains), and the metrics
 //!   of every customer a pulled bill touches are recomputed from the bills
 //!   in the same transaction;
+//! - the local unique index on identity contacts stays whole: a pulled
+//!   contact a local live customer still holds is held as shared until the
+//!   key is free, and put back as the server holds it then (see `held`);
 //! - fields this build does not know are kept in the record's `extra`;
+//! - a merge (a customer entry setting `merged_into`, see `dedup`) carries
+//!   the loser's whole record and is taken as it is, whatever the local copy
+//!   or the outbox holds: the server froze the loser as that tombstone, and
+//!   a local edit of it still waiting is redirected to the survivor when it
+//!   arrives. This device's bills of the loser move to the survivor in the
+//!   same transaction (the unpushed ones too: the server redirects them when
+//!   they arrive), both customers' metrics are recomputed, and the tombstone
+//!   maps the old id to the survivor for every later read and sale
+//!   (`customers::resolve_live`);
 //! - an entry that cannot be applied (a record this device never saw
 //!   created) is recorded and skipped with a warning, never blocking the log.
 
@@ -30,6 +42,7 @@ use rusqlite::named_params;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::held;
 use super::protocol::ServerChange;
 use crate::bills::{self, Bill};
 use crate::changes::Change;
@@ -74,6 +87,7 @@ pub(crate) fn apply_page(w: &mut Writer<'_>, changes: &[ServerChange]) -> Result
             }
         }
     }
+    held::restore(w)?;
     Ok(applied)
 }
 
@@ -147,7 +161,8 @@ fn unknown_fields(change: &Change, known: &Value) -> Map<String, Value> {
         .collect()
 }
 
-fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
+/// `result` with a not-found error read as `None`.
+pub(super) fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
     match result {
         Ok(found) => Ok(Some(found)),
         Err(Error::NotFound { .. }) => Ok(None),
@@ -160,11 +175,23 @@ fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
     let Ok(id) = change.entity_id.parse::<Uuid>() else {
         return Ok(None);
     };
-    let pending = pending_fields(w, &change.entity_id)?;
+    let survivor = match change.fields.get("merged_into").and_then(Value::as_str) {
+        Some(text) => match text.parse::<Uuid>() {
+            Ok(survivor) => Some(survivor),
+            Err(_) => return Ok(None),
+        },
+        None => None,
+    };
     let current = not_found_as_none(customers::load(w, id))?;
-    let mut base = match &current {
-        Some((_, c)) => as_object(customers::change_fields(c)?),
-        None => Map::new(),
+    // A merge entry carries the loser's whole record as the server froze it:
+    // it is taken as it is, over any local copy and any pending local edit.
+    let (mut base, pending) = match (&current, survivor) {
+        (_, Some(_)) => (Map::new(), BTreeSet::new()),
+        (Some((_, c)), None) => (
+            as_object(customers::change_fields(c)?),
+            pending_fields(w, &change.entity_id)?,
+        ),
+        (None, None) => (Map::new(), pending_fields(w, &change.entity_id)?),
     };
     let changed = overlay(&mut base, change, &pending);
     if !changed && current.is_some() {
@@ -180,31 +207,52 @@ fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
         return Ok(None);
     };
     let rid = current.as_ref().map(|(rid, _)| *rid);
-    // Two devices can each create a live customer with one phone or email
-    // offline; until the server's dedup merges them (and the merge flows
-    // here), the pulled one holds the contact as shared on this device.
+    // A contact this entry sets is the server's again; one a local live
+    // customer still holds is held as shared until the key is free (see
+    // `held`): the server never had both live at once, so it will be.
+    for field in held::FIELDS {
+        if change.fields.contains_key(field) && !pending.contains(field) {
+            held::release(w, &change.entity_id, field)?;
+        }
+    }
     for _ in 0..2 {
         match customers::check_unique(w, &after, rid) {
             Err(Error::Duplicate { field, .. }) => {
-                tracing::warn!(
-                    field,
-                    "pulled customer shares an identity contact; kept as shared"
-                );
+                tracing::debug!(field, "pulled customer's contact held as shared");
                 match field {
                     "phone" => after.phone.iter_mut().for_each(|p| p.shared = true),
                     _ => after.email.iter_mut().for_each(|e| e.shared = true),
                 }
+                held::hold(w, &change.entity_id, field)?;
             }
             other => other?,
         }
     }
     let rid = customers::write_row(w, rid, current.as_ref().map(|(_, c)| c), &after)?;
     let extra = unknown_fields(change, &customers::change_fields(&after)?);
-    if !extra.is_empty() {
+    if survivor.is_some() {
+        w.tx.prepare_cached("UPDATE customers SET extra = ?1 WHERE rid = ?2")?
+            .execute(rusqlite::params![serde_json::to_string(&extra)?, rid])?;
+    } else if !extra.is_empty() {
         w.tx.prepare_cached("UPDATE customers SET extra = json_patch(extra, ?1) WHERE rid = ?2")?
             .execute(rusqlite::params![serde_json::to_string(&extra)?, rid])?;
     }
+    if let Some(survivor) = survivor {
+        take_over_bills(w, id, survivor)?;
+    }
     Ok(Some(true))
+}
+
+/// A pulled merge of `loser` into `survivor`: this device's bills of the
+/// loser move to the survivor, and both customers' metrics follow.
+fn take_over_bills(w: &Writer<'_>, loser: Uuid, survivor: Uuid) -> Result<()> {
+    let (loser, survivor) = (loser.to_string(), survivor.to_string());
+    w.tx.prepare_cached("UPDATE bills SET customer_id = ?2 WHERE customer_id = ?1")?
+        .execute([&loser, &survivor])?;
+    for customer in [&loser, &survivor] {
+        crate::metrics::recompute(w, customer)?;
+    }
+    Ok(())
 }
 
 /// Applies a pulled bill change; `None` when it cannot be applied.

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use super::client::{SyncConfig, SyncObserver};
 use super::error::SyncError;
 use super::protocol::{
-    ErrorBody, ErrorCode, PullResponse, PushRequest, PushResponse, PROTOCOL_HEADER,
+    ErrorBody, ErrorCode, PullResponse, PushRequest, PushResponse, WaitResponse, PROTOCOL_HEADER,
     PROTOCOL_VERSION,
 };
 use crate::changes::Change;
@@ -32,6 +32,7 @@ pub(crate) struct Transport {
     http: reqwest::Client,
     base: String,
     token: String,
+    request_timeout: Duration,
     max_attempts: u32,
     base_delay: Duration,
     max_delay: Duration,
@@ -70,6 +71,7 @@ impl Transport {
             http,
             base,
             token: config.token.clone(),
+            request_timeout: config.request_timeout,
             max_attempts: config.max_attempts.max(1),
             base_delay: config.base_delay,
             max_delay: config.max_delay,
@@ -99,6 +101,22 @@ impl Transport {
     ) -> Result<PullResponse, SyncError> {
         let url = format!("{}/v1/pull?cursor={cursor}&limit={limit}", self.base);
         self.send(|| self.http.get(&url), observer).await
+    }
+
+    /// `GET /v1/wait` after `cursor`, for up to `timeout`: whether the
+    /// server has changes for this device. The request may take the whole
+    /// wait plus the usual request time.
+    pub(crate) async fn wait(
+        &self,
+        cursor: i64,
+        timeout: Duration,
+        observer: &dyn SyncObserver,
+    ) -> Result<WaitResponse, SyncError> {
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let url = format!("{}/v1/wait?cursor={cursor}&timeout_ms={millis}", self.base);
+        let limit = timeout.saturating_add(self.request_timeout);
+        self.send(|| self.http.get(&url).timeout(limit), observer)
+            .await
     }
 
     async fn send<T: DeserializeOwned>(

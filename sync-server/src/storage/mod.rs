@@ -28,15 +28,28 @@
 //! cursor. SQLite gets this from its single writer; PostgreSQL must take the
 //! same row lock (the `UPDATE` does) and read at READ COMMITTED or stricter.
 //!
-//! Resolution itself is not the backend's business: a backend loads the
-//! current state, calls [`crate::sync::apply::resolve`], and stores what it
-//! returns. Every backend thus applies identical rules.
+//! Resolution itself is not the backend's business: a backend redirects the
+//! change ([`dedup::redirect`]: a change of a merged-away customer lands on
+//! its survivor), loads the current state, calls
+//! [`crate::sync::apply::resolve`], and stores what it returns; after a
+//! customer change it runs [`dedup::merge_cluster`] in the same transaction,
+//! through a [`dedup::Ledger`] over its tables, so a merge is committed (and
+//! sequenced) with the change that caused it. Every backend thus applies
+//! identical rules.
+//!
+//! **Dedup** also keeps, per tenant: each live customer's identity keys, the
+//! aliases merges left (keys that stay with a survivor), each customer's
+//! `merged_into`, and one [`MergeRecord`] per customer folded into another.
 //!
 //! [`RecordState`]: till_core::sync::conflict::RecordState
+//! [`dedup::redirect`]: till_core::sync::dedup::redirect
+//! [`dedup::merge_cluster`]: till_core::sync::dedup::merge_cluster
+//! [`dedup::Ledger`]: till_core::sync::dedup::Ledger
 
 pub mod sqlite;
 
 use async_trait::async_trait;
+use till_core::sync::dedup::MergeRecord;
 use till_core::sync::protocol::{PullResponse, PushOutcome};
 use till_core::Change;
 
@@ -138,6 +151,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         cursor: i64,
         limit: u32,
     ) -> StorageResult<PullResponse>;
+
+    /// Whether the log holds a change visible to `scope` after `cursor`,
+    /// read from the database (not from anything cached), so a long-poll
+    /// wait's answer is true when given even with several server instances
+    /// on one database. Fails with [`StorageError::CursorAhead`] as
+    /// [`Storage::pull`] does.
+    async fn changes_after(&self, scope: &DeviceScope, cursor: i64) -> StorageResult<bool>;
+
+    /// The merges customer `customer_id` of `tenant` took part in, as
+    /// survivor or loser, oldest first.
+    async fn merges(&self, tenant: &str, customer_id: &str) -> StorageResult<Vec<MergeRecord>>;
 
     /// Creates a tenant.
     async fn create_tenant(&self, tenant: &str, name: &str, now_ms: i64) -> StorageResult<()>;

@@ -24,12 +24,19 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     pub data: PathBuf,
+    /// The running server's state (its figures among it).
+    pub state: AppState,
 }
 
 impl Server {
     /// A new server over `data` with tenant `t1` holding stores S1 and S2.
     pub fn start(data: &Path) -> Server {
-        let server = Server::open(data);
+        Server::start_with(data, Limits::default())
+    }
+
+    /// [`Server::start`] with `limits`.
+    pub fn start_with(data: &Path, limits: Limits) -> Server {
+        let server = Server::open_with(data, limits);
         let now = now_ms();
         server.block(async {
             server
@@ -50,6 +57,11 @@ impl Server {
 
     /// The server over an existing data directory.
     pub fn open(data: &Path) -> Server {
+        Server::open_with(data, Limits::default())
+    }
+
+    /// [`Server::open`] with `limits`.
+    pub fn open_with(data: &Path, limits: Limits) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -64,8 +76,8 @@ impl Server {
             (listener, url)
         });
         let (stop, stopped) = oneshot::channel::<()>();
-        let state = AppState::new(Arc::new(storage.clone()), Limits::default());
-        let task = runtime.spawn(serve(listener, state, async {
+        let state = AppState::new(Arc::new(storage.clone()), limits);
+        let task = runtime.spawn(serve(listener, state.clone(), async {
             stopped.await.ok();
         }));
         Server {
@@ -75,6 +87,7 @@ impl Server {
             stop: Some(stop),
             task: Some(task),
             data: data.to_owned(),
+            state,
         }
     }
 
@@ -96,6 +109,11 @@ impl Server {
         )
         .expect("enroll");
         token
+    }
+
+    /// Long-poll waits open on the server now.
+    pub fn waiters_open(&self) -> i64 {
+        self.state.metrics.waiters().get()
     }
 
     /// Stops accepting, finishes in-flight requests, and returns.
