@@ -408,6 +408,20 @@ fn server_change(
     }
 }
 
+/// The fields whose values differ from `before` to `after`, valued as in
+/// `after` (`null` for a field `after` no longer has).
+fn changed_fields(before: &Fields, after: &Fields) -> Fields {
+    let mut changed: Fields = after
+        .iter()
+        .filter(|(k, v)| field(before, k) != *v)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for key in before.keys().filter(|k| !after.contains_key(*k)) {
+        changed.insert(key.clone(), Value::Null);
+    }
+    changed
+}
+
 /// `before`'s values of the keys of `fields`.
 fn before_of(fields: &Fields, before: &Fields) -> Fields {
     fields
@@ -522,10 +536,8 @@ pub fn merge_cluster<L: Ledger>(
     }
 
     // The survivor's entry: the fields it took from the losers.
-    let (fields, before) = crate::changes::diff(
-        &Value::Object(original.values.clone()),
-        &Value::Object(merged.values.clone()),
-    );
+    let fields = changed_fields(&original.values, &merged.values);
+    let before = before_of(&fields, &original.values);
     let survivor_seq = ledger.append(&Entry {
         change: server_change(
             trigger, customer, &survivor, ABSORB_OP, fields, before, now_ms,
