@@ -8,7 +8,7 @@
 //! `target/bench/search-data-N/`; later runs reuse it, each measuring a
 //! fresh copy so that the steps that write do not make runs drift.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -186,13 +186,9 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn build(path: &Path, customers: usize, report: &mut Report) {
-    if path.exists() {
-        return;
-    }
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+fn build(dir: &Path, customers: usize, report: &mut Report) {
     let started = Instant::now();
-    let store = open(path);
+    let store = open(&dir.join("till.db"));
     let mut rng = StdRng::seed_from_u64(1);
     for i in 0..customers {
         let mut new = NewCustomer::named(&name(&mut rng)).with_phone(&phone(i));
@@ -226,10 +222,9 @@ fn main() {
     report.scale_param("customers", customers as f64);
     report.scale_param("queries", queries as f64);
 
-    let data: PathBuf = till_bench::target_dir()
-        .join("bench")
-        .join(format!("search-data-{customers}"));
-    build(&data.join("till.db"), customers, &mut report);
+    let data = till_bench::cached_data(&format!("search-data-{customers}"), |dir| {
+        build(dir, customers, &mut report)
+    });
     // Each run measures its own copy of the data set: the erase and catch-up
     // steps write, and the cached set must stay as built.
     let work = tempfile::tempdir_in(&data).expect("work dir");
