@@ -454,3 +454,87 @@ fn push_raw(server: &Server, till: &Till, body: &Value) -> Vec<Value> {
     let value: Value = serde_json::from_str(json).expect("body");
     value["results"].as_array().cloned().expect("results")
 }
+
+/// Appends to `till`'s outbox an update of `customer` setting a field this
+/// build does not know, as a newer app version would write it.
+fn forge_newer_app_field(till: &Till, customer: Uuid, field: &str, value: &str) {
+    let conn = Connection::open(till.store.path()).expect("open");
+    let node = till.store.identity().node();
+    let now = chrono_now() + 1_000;
+    let fields = serde_json::json!({ field: value }).to_string();
+    conn.execute(
+        "INSERT INTO changes (change_id, entity, entity_id, op, fields, before, hlc, device_id,
+                              staff_id, at)
+         VALUES (?1, 'customer', ?2, 'update', ?3, NULL, ?4, ?5, 'priya', ?6)",
+        rusqlite::params![
+            Uuid::now_v7().to_string(),
+            customer.to_string(),
+            fields,
+            format!("{now:015}-{:010}-{node}", 0),
+            node,
+            now
+        ],
+    )
+    .expect("forge");
+}
+
+fn extra_of(till: &Till, customer: Uuid) -> Value {
+    let conn = Connection::open(till.store.path()).expect("open");
+    let extra: String = conn
+        .query_row(
+            "SELECT extra FROM customers WHERE id = ?1",
+            [customer.to_string()],
+            |r| r.get(0),
+        )
+        .expect("extra");
+    serde_json::from_str(&extra).expect("json")
+}
+
+#[test]
+fn a_field_from_a_newer_app_survives_older_tills_edits_and_reaches_new_tills() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let newer = Till::new(&server, dir.path(), "S1", "T1");
+    let older = Till::new(&server, dir.path(), "S1", "T2");
+    let c = newer
+        .store
+        .create_customer(NewCustomer::named("Lena Park").with_phone("90000 55555"))
+        .expect("customer");
+    forge_newer_app_field(&newer, c.id, "loyalty_tier", "gold");
+    assert_eq!(newer.sync().pushed, 2);
+
+    older.sync();
+    assert_eq!(extra_of(&older, c.id)["loyalty_tier"], "gold");
+    let read = older.store.customer(c.id).expect("read");
+    older
+        .store
+        .update_customer(
+            c.id,
+            read.version,
+            CustomerUpdate {
+                name: Some("Lena Park-Kim".into()),
+                ..CustomerUpdate::default()
+            },
+        )
+        .expect("edit");
+    assert_eq!(
+        extra_of(&older, c.id)["loyalty_tier"],
+        "gold",
+        "kept by the edit"
+    );
+    older.sync();
+
+    let held = &common::inspect::ServerView::read(&dir.path().join("server"), "t1").customers
+        [&c.id.to_string()];
+    assert_eq!(held.values["loyalty_tier"], "gold");
+    assert_eq!(held.values["name"], "Lena Park-Kim");
+
+    let fresh = Till::new(&server, dir.path(), "S2", "T1");
+    fresh.sync();
+    assert_eq!(extra_of(&fresh, c.id)["loyalty_tier"], "gold");
+    assert_eq!(
+        fresh.store.customer(c.id).expect("pulled").name,
+        "Lena Park-Kim"
+    );
+    server.stop();
+}
