@@ -435,6 +435,20 @@ impl Report {
         }
     }
 
+    /// How busy and how fast the machine is `when` (`start`, `end`):
+    /// `machine.load_1m_at_WHEN` and `machine.reference_work_us_at_WHEN`.
+    /// On a shared machine they tell a slow run from a slow product.
+    pub fn machine(&mut self, when: &str) {
+        let load = load_average().unwrap_or(f64::NAN);
+        self.figure(&format!("machine.load_1m_at_{when}"), load, "", None);
+        self.figure(
+            &format!("machine.reference_work_us_at_{when}"),
+            micros(reference_work()),
+            "us",
+            None,
+        );
+    }
+
     /// The figures of one latency: `NAME_median_us`, `NAME_p99_us` (held to
     /// `p99_target`), and when the CPU wait was observed,
     /// `NAME_p99_us_minus_cpu_wait` and `NAME_cpu_wait_pct` (the share of
