@@ -89,6 +89,8 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/push", post(sync::push))
         .route("/pull", get(sync::pull))
+        .route("/bootstrap", get(sync::bootstrap::bootstrap))
+        .route("/customers/{id}/bills", get(sync::history::customer_bills))
         .route_layer(middleware::from_fn(require_protocol));
 
     let make_span = |req: &Request| {

@@ -305,6 +305,8 @@ fn an_interrupted_sync_resumes_without_loss_or_duplication() {
     let server = Server::start(&data);
     let mut a = Till::new(&server, dir.path(), "S1", "T1");
     let mut b = Till::new(&server, dir.path(), "S1", "T2");
+    // b bootstraps while the tenant is empty, so what follows is pulled.
+    b.sync();
     let mut ids = Vec::new();
     for i in 0..12 {
         let c = a
@@ -330,14 +332,20 @@ fn an_interrupted_sync_resumes_without_loss_or_duplication() {
         "{err}"
     );
     let status = b.store.sync_status().expect("status");
-    assert_eq!(status.cursor, 5, "the applied page stayed applied");
+    // The first page, and the one fetched ahead of it if it got in before
+    // the server stopped, stayed applied.
+    assert!(
+        [5, 10].contains(&status.cursor),
+        "the applied pages stayed applied: cursor {}",
+        status.cursor
+    );
     assert!(status.last_error.is_some());
 
     let server = Server::open(&data);
     b.config.server_url = server.url.clone();
     a.config.server_url = server.url.clone();
     let resumed = b.sync();
-    assert_eq!(resumed.pulled, 24 - 5);
+    assert_eq!(resumed.pulled as i64, 24 - status.cursor);
     for (i, id) in ids.iter().enumerate() {
         let summary = b.store.customer_summary(*id).expect("metrics");
         assert_eq!((summary.visits, summary.total_spent), (1, 100 + i as i64));
@@ -355,6 +363,8 @@ fn pushing_the_same_outbox_twice_applies_it_once() {
     let server = Server::start(&dir.path().join("server"));
     let a = Till::new(&server, dir.path(), "S1", "T1");
     let b = Till::new(&server, dir.path(), "S1", "T2");
+    // b bootstraps while the tenant is empty, so it pulls every change.
+    b.sync();
     let c = a
         .store
         .create_customer(NewCustomer::named("Once").with_phone("90000 55555"))

@@ -179,6 +179,30 @@ pub(crate) fn add_refund(w: &Writer<'_>, customer_id: &str, amount: i64) -> Resu
     Ok(())
 }
 
+/// Adds the bill at rowid `rid`, new to this store, to its customer's
+/// metrics: [`from_bills`]'s aggregates over that one bill, merged into the
+/// stored ones (sums add, first and last visit take the min and max). The
+/// same result as [`recompute`] without reading the customer's other bills.
+pub(crate) fn add_bill(w: &Writer<'_>, rid: i64) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO customer_metrics (customer_id, visits, total_spent, first_visit, last_visit)
+         SELECT customer_id, {AGGREGATES} FROM bills
+         WHERE rid = :rid AND customer_id IS NOT NULL GROUP BY customer_id
+         ON CONFLICT (customer_id) DO UPDATE SET visits = visits + excluded.visits,
+             total_spent = total_spent + excluded.total_spent,
+             first_visit = coalesce(min(first_visit, excluded.first_visit), first_visit,
+                                    excluded.first_visit),
+             last_visit = coalesce(max(last_visit, excluded.last_visit), last_visit,
+                                   excluded.last_visit)"
+    );
+    w.tx.prepare_cached(&sql)?.execute(named_params! {
+        ":sale": BillKind::Sale.as_str(),
+        ":refund": BillKind::Refund.as_str(),
+        ":rid": rid,
+    })?;
+    Ok(())
+}
+
 /// Recomputes the metrics of `customer_id` from its bills.
 pub(crate) fn recompute(w: &Writer<'_>, customer_id: &str) -> Result<()> {
     let m = from_bills(&w.tx, customer_id)?;

@@ -11,7 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Brings the database at `conn` to [`VERSION`], creating it when empty.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -46,6 +46,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
             crate::search::fts::reindex_digits(conn)?;
         }
         2 => conn.execute_batch(include_str!("v3.sql"))?,
+        3 => conn.execute_batch(include_str!("v4.sql"))?,
         _ => unreachable!("no upgrade step from version {version}"),
     }
     Ok(())

@@ -156,7 +156,7 @@ fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
 }
 
 /// Applies a pulled customer change; `None` when it cannot be applied.
-fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
+pub(super) fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
     let Ok(id) = change.entity_id.parse::<Uuid>() else {
         return Ok(None);
     };
@@ -208,7 +208,7 @@ fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
 }
 
 /// Applies a pulled bill change; `None` when it cannot be applied.
-fn apply_bill(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
+pub(super) fn apply_bill(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
     if change.entity_id.parse::<Uuid>().is_err() {
         return Ok(None);
     }
@@ -238,14 +238,19 @@ fn apply_bill(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
         after.chain_pos = b.chain_pos;
     }
     let rid = current.as_ref().map(|(rid, _)| *rid);
-    bills::write_row(w, rid, current.as_ref().map(|(_, b)| b), &after)?;
-    let mut touched: BTreeSet<String> = BTreeSet::new();
-    touched.extend(after.customer_id.map(|c| c.to_string()));
-    if let Some((_, before)) = &current {
-        touched.extend(before.customer_id.map(|c| c.to_string()));
-    }
-    for customer in touched {
-        crate::metrics::recompute(w, &customer)?;
+    let rid = bills::write_row(w, rid, current.as_ref().map(|(_, b)| b), &after)?;
+    match &current {
+        // A bill new here adds its own share; reading the customer's other
+        // bills per pulled bill made pulls quadratic in a regular's history.
+        None => crate::metrics::add_bill(w, rid)?,
+        Some((_, before)) => {
+            let mut touched: BTreeSet<String> = BTreeSet::new();
+            touched.extend(after.customer_id.map(|c| c.to_string()));
+            touched.extend(before.customer_id.map(|c| c.to_string()));
+            for customer in touched {
+                crate::metrics::recompute(w, &customer)?;
+            }
+        }
     }
     Ok(Some(true))
 }

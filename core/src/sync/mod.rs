@@ -6,11 +6,14 @@
 //! `protocol`, `conflict` and `validate` are pure (no I/O), so the server
 //! and the client share one copy of every rule. `client` drives a sync in
 //! phases; `outbox` keeps the device's sync state, `incoming` applies pulled
-//! changes, `transport` speaks HTTP with retries.
+//! changes, `bootstrap` applies snapshots, `history` reads a customer's
+//! bills from every store, `transport` speaks HTTP with retries.
 
+pub(crate) mod bootstrap;
 pub mod client;
 pub mod conflict;
 mod error;
+mod history;
 mod incoming;
 mod outbox;
 pub mod protocol;
