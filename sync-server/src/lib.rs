@@ -8,7 +8,7 @@
 //! tests start the same server on 127.0.0.1 port 0.
 //!
 //! Layers, outermost first: request id, tracing span (ids only), timeout and
-//! concurrency limit, gzip in and out, body size limit; then the `/v1`
+//! concurrency limit, gzip or zstd in and out, body size limit; then the `/v1`
 //! routes check the protocol version before anything else.
 
 pub mod auth;

@@ -50,11 +50,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::bootstrap::PreparedPage;
 use super::error::SyncError;
 use super::outbox::BootstrapProgress;
 use super::protocol::{
-    BootstrapPage, PullResponse, ServerChange, DEFAULT_BOOTSTRAP_PAGE, MAX_BOOTSTRAP_PAGE,
-    MAX_PULL_PAGE, MAX_PUSH_BATCH,
+    PullResponse, ServerChange, DEFAULT_BOOTSTRAP_PAGE, MAX_BOOTSTRAP_PAGE, MAX_PULL_PAGE,
+    MAX_PUSH_BATCH,
 };
 use super::transport::Transport;
 use super::{bootstrap, incoming, outbox};
@@ -290,7 +291,7 @@ impl AsyncSyncClient {
                     .into());
                 }
                 let ahead = page.next.clone().map(|n| self.bootstrap_page(Some(n)));
-                let BootstrapPage {
+                let PreparedPage {
                     snapshot_seq,
                     records,
                     next,
@@ -392,11 +393,14 @@ impl AsyncSyncClient {
     }
 
     /// Starts fetching the bootstrap page at `after` (a new snapshot's first
-    /// page when `None`).
-    fn bootstrap_page(&self, after: Option<String>) -> Ahead<BootstrapPage> {
+    /// page when `None`), and decoding its bills.
+    fn bootstrap_page(&self, after: Option<String>) -> Ahead<PreparedPage> {
         let limit = self.bootstrap_page;
         Ahead::start(&self.transport, move |t, log| async move {
-            t.bootstrap(after.as_deref(), limit, &*log).await
+            let page = t.bootstrap(after.as_deref(), limit, &*log).await?;
+            tokio::task::spawn_blocking(move || bootstrap::prepare(page))
+                .await
+                .map_err(|_| SyncError::Protocol("decoding a bootstrap page failed".into()))
         })
     }
 }

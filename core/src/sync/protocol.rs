@@ -179,7 +179,7 @@ pub struct ServerChange {
 /// Most records one bootstrap page returns, whatever the client asks for.
 pub const MAX_BOOTSTRAP_PAGE: u32 = 5_000;
 /// Records per bootstrap page when the client does not say.
-pub const DEFAULT_BOOTSTRAP_PAGE: u32 = 1_000;
+pub const DEFAULT_BOOTSTRAP_PAGE: u32 = 2_000;
 /// Most bills one page of a customer's history returns.
 pub const MAX_HISTORY_PAGE: u32 = 200;
 /// Bills per page of a customer's history when the client does not say.

@@ -13,6 +13,7 @@ use rand::Rng;
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use super::client::{SyncConfig, SyncObserver};
 use super::error::SyncError;
@@ -103,13 +104,14 @@ impl Transport {
     }
 
     /// `GET /v1/bootstrap`: the first page of a new snapshot, or the page at
-    /// `after` (a `next` the server gave).
+    /// `after` (a `next` the server gave). Records' fields are left as the
+    /// server sent them, for `bootstrap::prepare` to decode.
     pub(crate) async fn bootstrap(
         &self,
         after: Option<&str>,
         limit: u32,
         observer: &dyn SyncObserver,
-    ) -> Result<BootstrapPage, SyncError> {
+    ) -> Result<BootstrapPage<Box<RawValue>>, SyncError> {
         let url = format!("{}/v1/bootstrap", self.base);
         let mut query = vec![("limit", limit.to_string())];
         query.extend(after.map(|a| ("after", a.to_owned())));
