@@ -17,10 +17,10 @@
 //!   hundreds of bills each so that deep history pages exist; about 2% of the
 //!   writes are refunds (whole bills or one line) of recent sales.
 //!
-//! The raw baseline is a second SQLite file (WAL, `synchronous=NORMAL`) with a
-//! plain bills + lines schema, filled in lockstep with the store (one raw bill
-//! per Till sale, one transaction each) so both files hold as many bills when
-//! they are compared.
+//! The raw baseline (`raw/mod.rs`) is a second SQLite file (WAL,
+//! `synchronous=NORMAL`) with a plain bills + lines schema, filled in lockstep
+//! with the store (one raw bill per Till sale, one transaction each) so both
+//! files hold as many bills when they are compared.
 //!
 //! Figures (targets from the project brief):
 //! - `store.bill_write_ratio` (<= 2.0): median of one full bill written
@@ -55,12 +55,16 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::Connection;
 use till_bench::{
     load_average, micros, reference_work, Args, CpuWait, Report, Samples, Scale, Summary, Target,
 };
 use till_core::{NewBill, NewCustomer, NewLine, RefundLine, Store, StoreOptions, Tender};
 use uuid::Uuid;
+
+mod raw;
+
+use raw::{gross, RawStore};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -168,7 +172,7 @@ impl Bench {
         let mut rng = StdRng::seed_from_u64(0x7111_2026);
         Ok(Bench {
             catalog: Catalog::new(&mut rng),
-            raw: RawStore::create(&raw_path)?,
+            raw: RawStore::open(&raw_path)?,
             store,
             store_path,
             raw_path,
@@ -888,14 +892,6 @@ impl Catalog {
     }
 }
 
-/// What lines come to before tax rounding: near enough to hand over cash for.
-fn gross(lines: &[NewLine]) -> i64 {
-    lines
-        .iter()
-        .map(|l| l.qty_milli * l.unit_price / 1_000 - l.discount)
-        .sum()
-}
-
 /// Cash for `amount`, rounded up to the next Rs 100 note: change is due.
 fn cash_for(amount: i64) -> i64 {
     (amount + 9_999) / 10_000 * 10_000
@@ -912,92 +908,5 @@ fn tenders(total: i64, rng: &mut StdRng) -> Vec<Tender> {
             Tender::card(total / 2, &reference),
             Tender::cash(cash_for(total - total / 2)),
         ],
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The raw baseline
-
-/// A bill and its lines in plain SQLite: no metrics, no change log, no chain,
-/// no validation. The floor Till's bill writes are compared with.
-struct RawStore {
-    conn: Connection,
-    next_number: u64,
-}
-
-impl RawStore {
-    fn create(path: &Path) -> rusqlite::Result<RawStore> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(
-            "CREATE TABLE bills (
-                 rid         INTEGER PRIMARY KEY,
-                 id          TEXT NOT NULL UNIQUE,
-                 number      TEXT NOT NULL,
-                 customer_id TEXT,
-                 total       INTEGER NOT NULL,
-                 tender      TEXT NOT NULL,
-                 opened_at   INTEGER NOT NULL
-             );
-             CREATE TABLE lines (
-                 bill_rid     INTEGER NOT NULL,
-                 line_no      INTEGER NOT NULL,
-                 product_code TEXT NOT NULL,
-                 name         TEXT NOT NULL,
-                 qty_milli    INTEGER NOT NULL,
-                 unit_price   INTEGER NOT NULL,
-                 discount     INTEGER NOT NULL,
-                 tax_rate_bp  INTEGER NOT NULL,
-                 PRIMARY KEY (bill_rid, line_no)
-             ) WITHOUT ROWID;",
-        )?;
-        Ok(RawStore {
-            conn,
-            next_number: 0,
-        })
-    }
-
-    /// Writes one bill with its lines in one transaction.
-    fn write(&mut self, customer: Option<&str>, lines: &[NewLine]) -> rusqlite::Result<()> {
-        self.next_number += 1;
-        let opened_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            tx.prepare_cached(
-                "INSERT INTO bills (id, number, customer_id, total, tender, opened_at)
-                 VALUES (?1, ?2, ?3, ?4, 'cash', ?5)",
-            )?
-            .execute(params![
-                Uuid::now_v7().to_string(),
-                format!("S01-T01-{:06}", self.next_number),
-                customer,
-                gross(lines),
-                opened_at
-            ])?;
-            let rid = tx.last_insert_rowid();
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO lines (bill_rid, line_no, product_code, name, qty_milli,
-                     unit_price, discount, tax_rate_bp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (i, l) in lines.iter().enumerate() {
-                insert.execute(params![
-                    rid,
-                    i + 1,
-                    l.product_code,
-                    l.name,
-                    l.qty_milli,
-                    l.unit_price,
-                    l.discount,
-                    l.tax_rate_bp
-                ])?;
-            }
-        }
-        tx.commit()
     }
 }

@@ -9,13 +9,15 @@
 //!
 //! Durability: `synchronous=NORMAL` in WAL mode survives a killed process
 //! with every committed transaction intact; only power loss can drop the
-//! last commits, never corrupt the file.
+//! last commits, never corrupt the file. WAL checkpoints run on a thread of
+//! their own (see `checkpoint`), not inside the commit of a sale.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+use crate::checkpoint::{self, Checkpointer};
 use crate::clock::Hlc;
 use crate::error::{Error, Result};
 use crate::money::Currency;
@@ -115,6 +117,7 @@ pub struct Store {
     readers: Mutex<Vec<Connection>>,
     staff: RwLock<String>,
     pub(crate) search: crate::search::SearchIndex,
+    checkpointer: Option<Checkpointer>,
 }
 
 #[derive(Debug)]
@@ -202,6 +205,10 @@ impl Store {
         crate::schema::migrate(&mut conn)?;
         check_identity(&conn, &options.identity)?;
         let search = crate::search::SearchIndex::open(&options.path);
+        let checkpointer = Checkpointer::start(&options.path);
+        if checkpointer.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_FRAMES)?;
+        }
 
         Ok(Store {
             path: options.path,
@@ -219,6 +226,7 @@ impl Store {
             readers: Mutex::new(Vec::new()),
             staff: RwLock::new("unassigned".into()),
             search,
+            checkpointer,
         })
     }
 
@@ -279,6 +287,9 @@ impl Store {
         let value = f(&mut writer)?;
         writer.tx.commit()?;
         self.search.notify();
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
         Ok(value)
     }
 

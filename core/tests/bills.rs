@@ -372,6 +372,42 @@ fn lines_keep_their_numbers_when_others_are_removed() {
 }
 
 #[test]
+fn a_removed_last_line_keeps_its_number() {
+    let t = till();
+    let bill = t
+        .store
+        .open_bill(NewBill {
+            lines: vec![item("A", 1, 100), item("B", 1, 200)],
+            ..NewBill::default()
+        })
+        .expect("open");
+    let bill = t.store.add_line(bill.id, item("C", 1, 300)).expect("add C");
+    let bill = t.store.remove_line(bill.id, 3).expect("remove C");
+    let bill = t.store.remove_line(bill.id, 2).expect("remove B");
+    let bill = t.store.add_line(bill.id, item("D", 1, 400)).expect("add D");
+    let numbers: Vec<(u32, &str)> = bill
+        .lines
+        .iter()
+        .map(|l| (l.line_no, l.product_code.as_str()))
+        .collect();
+    assert_eq!(numbers, vec![(1, "A"), (4, "D")], "2 and 3 stay retired");
+
+    // Every line removed: the next line still does not reuse a number,
+    // also as read back from the file.
+    t.store.remove_line(bill.id, 1).expect("remove A");
+    t.store.remove_line(bill.id, 4).expect("remove D");
+    assert_eq!(t.store.bill(bill.id).expect("reload").last_line_no, 4);
+    let bill = t.store.add_line(bill.id, item("E", 1, 500)).expect("add E");
+    assert_eq!(
+        bill.lines.iter().map(|l| l.line_no).collect::<Vec<_>>(),
+        vec![5]
+    );
+    let paid = t.store.pay(bill.id, &tenders_cash(500)).expect("pay");
+    assert_eq!(paid.lines[0].line_no, 5);
+    assert!(t.store.verify_chain().expect("chain").is_intact());
+}
+
+#[test]
 fn tax_exclusive_totals_follow_the_documented_rounding() {
     let t = till();
     let bill = t

@@ -203,3 +203,46 @@ fn a_deleted_customer_must_have_no_search_row() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn a_chain_head_that_is_not_the_last_bill_is_reported() {
+    let f = day_of_sales();
+    let problems = tamper(
+        &f,
+        "UPDATE sequences SET head = (SELECT hash FROM bills WHERE chain_pos = 12)
+         WHERE name = 'bill_chain'",
+    );
+    assert_eq!(
+        problems,
+        vec![Problem::Chain(ChainProblem::WrongHead { pos: 13 })]
+    );
+}
+
+#[test]
+fn a_removed_last_bill_is_missing_from_numbers_and_chain() {
+    let f = day_of_sales();
+    let problems = tamper(
+        &f,
+        "DELETE FROM bill_lines WHERE bill_rid = (SELECT rid FROM bills WHERE chain_pos = 13);
+         DELETE FROM bill_payments WHERE bill_rid = (SELECT rid FROM bills WHERE chain_pos = 13);
+         DELETE FROM bills WHERE chain_pos = 13;",
+    );
+    assert!(
+        problems.contains(&Problem::Chain(ChainProblem::MissingNumber { seq: 13 })),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&Problem::Chain(ChainProblem::MissingLink { pos: 13 })),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn two_bills_at_one_chain_position_are_reported() {
+    let f = day_of_sales();
+    let problems = tamper(&f, "UPDATE bills SET chain_pos = 2 WHERE chain_pos = 3");
+    assert!(
+        problems.contains(&Problem::Chain(ChainProblem::MissingLink { pos: 3 })),
+        "{problems:?}"
+    );
+}

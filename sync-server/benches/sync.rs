@@ -486,6 +486,7 @@ impl Generator {
             prev_hash: Some(hash(1)),
             hash: Some(hash(2)),
             version: 1,
+            last_line_no: lines.len() as u32,
             lines,
             payments: vec![Payment {
                 seq: 1,

@@ -5,6 +5,9 @@
 //! A lookup hashes the presented token and finds the digest by index; no
 //! token is cached in memory, so a revocation takes effect on the very next
 //! request, also when the admin CLI revokes from another process.
+//!
+//! An authenticated request then takes a cell of its device's rate limit
+//! (see [`crate::ratelimit`]): every endpoint that knows its device is limited.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -22,7 +25,7 @@ const TOKEN_PREFIX: &str = "till_";
 const TOKEN_BYTES: usize = 32;
 
 /// Who a request speaks for, as its token says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeviceScope {
     /// The tenant: every record the device reads or writes is the tenant's.
     pub tenant: String,
@@ -82,6 +85,10 @@ impl FromRequestParts<AppState> for DeviceScope {
                 let span = tracing::Span::current();
                 span.record("tenant", scope.tenant.as_str());
                 span.record("device", scope.node().as_str());
+                if let Err(retry_after_secs) = state.limiter.check(&scope) {
+                    state.metrics.rate_limited();
+                    return Err(ApiError::RateLimited { retry_after_secs });
+                }
                 Ok(scope)
             }
             TokenLookup::Revoked => Err(ApiError::DeviceRevoked),

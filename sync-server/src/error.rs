@@ -37,6 +37,19 @@ pub enum ApiError {
         /// The cap.
         max: usize,
     },
+    /// The device sent more requests than its rate limit allows.
+    #[error("rate limited for {retry_after_secs} s")]
+    RateLimited {
+        /// When the device's next request will pass, in whole seconds.
+        retry_after_secs: u64,
+    },
+    /// Too many long-poll waits are open: the device's own (`device`) or
+    /// the server's in all.
+    #[error("too many open waits")]
+    WaitsFull {
+        /// The device's own limit was reached, not the server's.
+        device: bool,
+    },
     /// The request ran past the server's time limit.
     #[error("request timed out")]
     Timeout,
@@ -49,6 +62,9 @@ pub enum ApiError {
     /// Not ready to serve (storage down, shutting down).
     #[error("unavailable")]
     Unavailable,
+    /// The storage backend failed; the detail is logged, not returned.
+    #[error("storage: {0}")]
+    Storage(String),
     /// Anything else; the detail is logged, not returned.
     #[error("internal: {0}")]
     Internal(String),
@@ -60,7 +76,7 @@ impl From<StorageError> for ApiError {
             StorageError::CursorAhead { .. } | StorageError::BehindHorizon { .. } => {
                 ApiError::RebootstrapRequired(e.to_string())
             }
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::Storage(other.to_string()),
         }
     }
 }
@@ -117,6 +133,24 @@ impl ApiError {
                 ErrorCode::BatchTooLarge,
                 self.to_string(),
             ),
+            RateLimited { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                format!(
+                    "this device sends more requests than its rate limit; \
+                     retry after {retry_after_secs} s"
+                ),
+            ),
+            WaitsFull { device: true } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                "this device holds as many open waits as it may; retry when one ends".into(),
+            ),
+            WaitsFull { device: false } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the server holds as many open waits as it may; retry".into(),
+            ),
             Timeout => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Timeout,
@@ -133,7 +167,7 @@ impl ApiError {
                 ErrorCode::Unavailable,
                 "not ready; retry".into(),
             ),
-            Internal(_) => (
+            Storage(_) | Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Internal,
                 "internal error; retry later".into(),
@@ -145,8 +179,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(error = %detail, "request failed");
+        match &self {
+            ApiError::Storage(detail) => tracing::error!(error = %detail, "storage failed"),
+            ApiError::Internal(detail) => tracing::error!(error = %detail, "request failed"),
+            _ => {}
         }
         let supported_versions = matches!(self, ApiError::UnsupportedProtocol)
             .then_some([MIN_PROTOCOL_VERSION, PROTOCOL_VERSION]);
@@ -159,11 +195,22 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if code.is_retryable() {
+        let retry_after = match self {
+            ApiError::RateLimited { retry_after_secs } => Some(retry_after_secs),
+            _ => code.is_retryable().then_some(1),
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, ApiError::Storage(_)) {
+            response.extensions_mut().insert(StorageFailed);
         }
         response
     }
 }
+
+/// Marks a response whose request failed in storage, for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageFailed;

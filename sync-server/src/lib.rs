@@ -7,29 +7,35 @@
 //! finishing in-flight requests first). `main.rs` only parses configuration;
 //! tests start the same server on 127.0.0.1 port 0.
 //!
-//! Layers, outermost first: request id, tracing span (ids only), timeout and
-//! concurrency limit, gzip or zstd in and out, body size limit; then the `/v1`
-//! routes check the protocol version before anything else.
+//! Layers, outermost first: request id, tracing span (ids only), metrics,
+//! timeout, gzip or zstd in and out, body size limit; then the `/v1` routes check
+//! the protocol version before anything else, pushes, pulls, bootstrap
+//! pages and histories take a
+//! permit of the shared concurrency limit, and the token lookup takes a
+//! cell of the device's rate limit ([`ratelimit`]).
 
 pub mod auth;
 pub mod error;
+pub mod metrics;
+pub mod ratelimit;
 pub mod storage;
 pub mod sync;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
-use till_core::sync::protocol::{is_supported, parse_version, PROTOCOL_HEADER};
+use till_core::sync::protocol::{is_supported, parse_version, DEFAULT_WAIT_MS, PROTOCOL_HEADER};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
@@ -38,7 +44,10 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::ratelimit::{DeviceLimiter, RateLimit};
 use crate::storage::Storage;
+use crate::sync::wait::Waiters;
 
 /// Limits the server enforces on every request.
 #[derive(Debug, Clone)]
@@ -47,8 +56,20 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest a request may take.
     pub request_timeout: Duration,
-    /// Most requests handled at once; more wait their turn.
+    /// Most pushes and pulls handled at once; more wait their turn.
     pub max_concurrent_requests: usize,
+    /// How fast each device may send requests.
+    pub rate: RateLimit,
+    /// Longest a long-poll wait lasts, whatever the client asks; keep it
+    /// below `request_timeout` so a wait ends with an answer.
+    pub max_wait: Duration,
+    /// How often an open wait re-reads storage even without a notification
+    /// (the bound on hearing of pushes made by another server instance).
+    pub wait_recheck: Duration,
+    /// Most long-poll waits open at once, in all.
+    pub max_waiters: usize,
+    /// Most long-poll waits one device may hold open.
+    pub max_waiters_per_device: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +79,22 @@ impl Default for Limits {
             max_body_bytes: 8 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 256,
+            rate: RateLimit::default(),
+            max_wait: Duration::from_millis(DEFAULT_WAIT_MS),
+            // One read per open wait every 5 s: 100 reads a second at 500
+            // waits, next to nothing for SQLite; a push on this instance
+            // wakes its waits at once anyway.
+            wait_recheck: Duration::from_secs(5),
+            // Each wait holds a connection, i.e. a file descriptor; 500 fit
+            // under the 1,024 descriptors a Linux process gets by default
+            // with room for pushes, pulls and the database. An open wait
+            // costs about 35 KiB of server memory, 17 MiB for 500
+            // (`ops.wait_kib` of `cargo bench -p till-sync-server --bench
+            // ops`), so raise this together with `ulimit -n`.
+            max_waiters: 500,
+            // One wait per till, plus the ones a till's lost connections
+            // leave behind until their timeout or the server notices.
+            max_waiters_per_device: 4,
         }
     }
 }
@@ -69,30 +106,88 @@ pub struct AppState {
     pub storage: Arc<dyn Storage>,
     /// Request limits.
     pub limits: Limits,
-    /// Set once shutdown begins: readiness fails so balancers drain us.
-    pub shutting_down: Arc<AtomicBool>,
+    /// The figures `/metrics` serves.
+    pub metrics: Arc<Metrics>,
+    /// The per-device rate limit.
+    pub limiter: Arc<DeviceLimiter>,
+    /// Open long-poll waits and what wakes them.
+    pub waiters: Arc<Waiters>,
+    /// Cancelled once shutdown begins: readiness fails so balancers drain
+    /// us, and open waits end.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
     /// State over `storage` with `limits`.
     pub fn new(storage: Arc<dyn Storage>, limits: Limits) -> Self {
+        #[allow(clippy::expect_used)]
+        let metrics = Arc::new(Metrics::new().expect("metric names are distinct and valid"));
+        let waiters = Waiters::new(
+            limits.max_waiters,
+            limits.max_waiters_per_device,
+            metrics.waiters().clone(),
+        );
         AppState {
             storage,
+            limiter: Arc::new(DeviceLimiter::new(limits.rate)),
+            waiters: Arc::new(waiters),
+            metrics,
             limits,
-            shutting_down: Arc::new(AtomicBool::new(false)),
+            shutdown: CancellationToken::new(),
         }
     }
 }
 
+/// Every route of the API: method, path, and the handler with the layers of
+/// its own. Sync routes check the protocol version first; pushes and pulls
+/// share one concurrency limit, which long-poll waits (counted apart) do not
+/// take. [`router`] serves exactly these; `openapi.json` must describe
+/// exactly these (a test holds the two together).
+fn routes(
+    busy: &GlobalConcurrencyLimitLayer,
+) -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    let v1 = |handler: MethodRouter<AppState>| {
+        handler.route_layer(middleware::from_fn(require_protocol))
+    };
+    vec![
+        (
+            Method::POST,
+            "/v1/push",
+            v1(post(sync::push).route_layer(busy.clone())),
+        ),
+        (
+            Method::GET,
+            "/v1/pull",
+            v1(get(sync::pull).route_layer(busy.clone())),
+        ),
+        (Method::GET, "/v1/wait", v1(get(sync::wait::wait))),
+        (
+            Method::GET,
+            "/v1/bootstrap",
+            v1(get(sync::bootstrap::bootstrap).route_layer(busy.clone())),
+        ),
+        (
+            Method::GET,
+            "/v1/customers/{id}/bills",
+            v1(get(sync::history::customer_bills).route_layer(busy.clone())),
+        ),
+        (Method::GET, "/healthz", get(|| async { "ok" })),
+        (Method::GET, "/readyz", get(readyz)),
+        (Method::GET, "/metrics", get(metrics::serve)),
+    ]
+}
+
+/// The (method, path) of every route the server serves.
+pub fn endpoints() -> Vec<(Method, &'static str)> {
+    routes(&GlobalConcurrencyLimitLayer::new(1))
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/push", post(sync::push))
-        .route("/pull", get(sync::pull))
-        .route("/bootstrap", get(sync::bootstrap::bootstrap))
-        .route("/customers/{id}/bills", get(sync::history::customer_bills))
-        .route_layer(middleware::from_fn(require_protocol));
-
+    let busy = GlobalConcurrencyLimitLayer::new(state.limits.max_concurrent_requests);
     let make_span = |req: &Request| {
         let id = req
             .headers()
@@ -109,10 +204,11 @@ pub fn router(state: AppState) -> Router {
         )
     };
 
-    Router::new()
-        .nest("/v1", v1)
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+    routes(&busy)
+        .into_iter()
+        .fold(Router::new(), |api, (_, path, handler)| {
+            api.route(path, handler)
+        })
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(
@@ -124,9 +220,12 @@ pub fn router(state: AppState) -> Router {
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    metrics::track,
+                ))
                 .layer(HandleErrorLayer::new(middleware_error))
                 .timeout(state.limits.request_timeout)
-                .concurrency_limit(state.limits.max_concurrent_requests)
                 .layer(RequestDecompressionLayer::new())
                 .layer(CompressionLayer::new()),
         )
@@ -134,19 +233,19 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Runs the API on `listener` until `shutdown` resolves, then stops taking
-/// connections and returns once in-flight requests (a push batch mid-commit
-/// included) have finished.
+/// connections, ends open long-poll waits, and returns once in-flight
+/// requests (a push batch mid-commit included) have finished.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let flag = Arc::clone(&state.shutting_down);
+    let token = state.shutdown.clone();
     let app = router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
-            flag.store(true, Ordering::SeqCst);
+            token.cancel();
             tracing::info!("shutting down: finishing in-flight requests");
         })
         .await
@@ -166,7 +265,7 @@ async fn require_protocol(req: Request, next: Next) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
-    if state.shutting_down.load(Ordering::SeqCst) {
+    if state.shutdown.is_cancelled() {
         return Err(ApiError::Unavailable);
     }
     state

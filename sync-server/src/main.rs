@@ -3,6 +3,7 @@
 //! else is in the library.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use till_sync_server::auth::{self, DeviceScope};
+use till_sync_server::ratelimit::RateLimit;
 use till_sync_server::storage::sqlite::SqliteStorage;
 use till_sync_server::storage::{Horizon, Storage};
 use till_sync_server::{now_ms, serve, AppState, Limits};
@@ -68,9 +70,57 @@ struct ServeArgs {
     /// Longest a request may take, in seconds.
     #[arg(long, env = "TILL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     request_timeout_secs: u64,
+    /// Most pushes and pulls handled at once; more wait their turn.
+    #[arg(long, env = "TILL_MAX_CONCURRENT_REQUESTS", default_value_t = Limits::default().max_concurrent_requests)]
+    max_concurrent_requests: usize,
+    /// Requests per second each device may keep up.
+    #[arg(long, env = "TILL_RATE_PER_SEC", default_value_t = RateLimit::default().per_second)]
+    rate_per_sec: NonZeroU32,
+    /// Requests a rested device may send back to back.
+    #[arg(long, env = "TILL_RATE_BURST", default_value_t = RateLimit::default().burst)]
+    rate_burst: NonZeroU32,
+    /// Longest a long-poll wait lasts, in seconds; below the request timeout.
+    #[arg(long, env = "TILL_MAX_WAIT_SECS", default_value_t = Limits::default().max_wait.as_secs())]
+    max_wait_secs: u64,
+    /// How often an open wait re-reads the database, in seconds.
+    #[arg(long, env = "TILL_WAIT_RECHECK_SECS", default_value_t = Limits::default().wait_recheck.as_secs())]
+    wait_recheck_secs: u64,
+    /// Most long-poll waits open at once (each holds a connection).
+    #[arg(long, env = "TILL_MAX_WAITERS", default_value_t = Limits::default().max_waiters)]
+    max_waiters: usize,
+    /// Most long-poll waits one device may hold open.
+    #[arg(long, env = "TILL_MAX_WAITERS_PER_DEVICE", default_value_t = Limits::default().max_waiters_per_device)]
+    max_waiters_per_device: usize,
     /// Log format.
     #[arg(long, env = "TILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+impl ServeArgs {
+    fn limits(&self) -> Result<Limits, String> {
+        let limits = Limits {
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_concurrent_requests: self.max_concurrent_requests,
+            rate: RateLimit {
+                per_second: self.rate_per_sec,
+                burst: self.rate_burst,
+            },
+            max_wait: Duration::from_secs(self.max_wait_secs),
+            wait_recheck: Duration::from_secs(self.wait_recheck_secs),
+            max_waiters: self.max_waiters,
+            max_waiters_per_device: self.max_waiters_per_device,
+        };
+        if limits.max_wait >= limits.request_timeout {
+            return Err("--max-wait-secs must be below --request-timeout-secs".into());
+        }
+        if limits.wait_recheck.is_zero() || limits.max_concurrent_requests == 0 {
+            return Err(
+                "--wait-recheck-secs and --max-concurrent-requests must be at least 1".into(),
+            );
+        }
+        Ok(limits)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,15 +252,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
-            let limits = Limits {
-                max_body_bytes: args.max_body_bytes,
-                request_timeout: Duration::from_secs(args.request_timeout_secs),
-                ..Limits::default()
-            };
+            let limits = args.limits()?;
             let listener = tokio::net::TcpListener::bind(args.addr)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
-            tracing::info!(addr = %args.addr, data_dir = %cli.data_dir.display(), "serving");
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(%addr, data_dir = %cli.data_dir.display(), "serving");
             let state = AppState::new(Arc::new(storage), limits);
             serve(listener, state, shutdown_signal())
                 .await

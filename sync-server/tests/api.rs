@@ -3,254 +3,19 @@
 //! Changes come from real till-core stores where the case allows, and are
 //! written by hand where a test needs a particular stamp or a forged field.
 
+mod common;
+
 use std::io::Write;
 use std::sync::Arc;
 
+use common::{change, customer_with_bill, outbox, scope, till, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use till_core::sync::protocol::{MAX_PUSH_BATCH, PROTOCOL_HEADER, PROTOCOL_VERSION};
-use till_core::{NewBill, NewCustomer, NewLine, Store, StoreOptions, Tender};
-use till_sync_server::auth::{self, DeviceScope};
-use till_sync_server::storage::sqlite::SqliteStorage;
+use till_core::sync::protocol::{MAX_PUSH_BATCH, PROTOCOL_HEADER};
+use till_sync_server::auth;
 use till_sync_server::storage::{Horizon, Storage, StorageError};
-use till_sync_server::{now_ms, serve, AppState, Limits};
-use tokio::sync::oneshot;
+use till_sync_server::{now_ms, Limits};
 use uuid::Uuid;
-
-/// A running server with two tenants: `t1` (stores S1, S2) and `t2` (S1).
-struct Server {
-    base: String,
-    http: reqwest::Client,
-    storage: SqliteStorage,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start() -> Server {
-        Server::start_with(Limits::default()).await
-    }
-
-    async fn start_with(limits: Limits) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let storage = SqliteStorage::open(dir.path()).expect("storage");
-        let now = now_ms();
-        for tenant in ["t1", "t2"] {
-            storage
-                .create_tenant(tenant, tenant, now)
-                .await
-                .expect("tenant");
-            storage
-                .create_store(tenant, "S1", "S1", now)
-                .await
-                .expect("S1");
-        }
-        storage
-            .create_store("t1", "S2", "S2", now)
-            .await
-            .expect("S2");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let state = AppState::new(Arc::new(storage.clone()), limits);
-        let task = tokio::spawn(serve(listener, state, async {
-            stopped.await.ok();
-        }));
-        Server {
-            base,
-            http: reqwest::Client::new(),
-            storage,
-            stop: Some(stop),
-            task: Some(task),
-            dir,
-        }
-    }
-
-    async fn enroll(&self, tenant: &str, store: &str, device: &str) -> String {
-        let token = auth::new_token();
-        self.storage
-            .enroll_device(
-                &scope(tenant, store, device),
-                &auth::token_hash(&token),
-                now_ms(),
-            )
-            .await
-            .expect("enroll");
-        token
-    }
-
-    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string());
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        req
-    }
-
-    async fn push(&self, token: &str, changes: Vec<Value>) -> (StatusCode, Value) {
-        let resp = self
-            .request(Method::POST, "/v1/push", Some(token))
-            .json(&json!({ "changes": changes }))
-            .send()
-            .await
-            .expect("push");
-        (resp.status(), resp.json().await.expect("json"))
-    }
-
-    /// Pushes and returns each change's outcome; the push must succeed.
-    async fn push_ok(&self, token: &str, changes: Vec<Value>) -> Vec<Value> {
-        let (status, body) = self.push(token, changes).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["results"].as_array().cloned().expect("results")
-    }
-
-    async fn pull(&self, token: &str, query: &str) -> (StatusCode, Value) {
-        let resp = self
-            .request(Method::GET, &format!("/v1/pull?{query}"), Some(token))
-            .send()
-            .await
-            .expect("pull");
-        (resp.status(), resp.json().await.expect("json"))
-    }
-
-    /// Pulls every page from `cursor` at `limit`; returns the changes and the final cursor.
-    async fn pull_all(&self, token: &str, limit: u32) -> (Vec<Value>, i64) {
-        let (mut cursor, mut all) = (0, Vec::new());
-        for _ in 0..1_000 {
-            let (status, page) = self
-                .pull(token, &format!("cursor={cursor}&limit={limit}"))
-                .await;
-            assert_eq!(status, StatusCode::OK, "{page}");
-            let changes = page["changes"].as_array().cloned().expect("changes");
-            assert!(changes.len() <= limit as usize);
-            all.extend(changes);
-            cursor = page["cursor"].as_i64().expect("cursor");
-            if page["has_more"] == json!(false) {
-                return (all, cursor);
-            }
-        }
-        panic!("pull never caught up");
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let resp = self
-            .request(Method::GET, path, Some(token))
-            .send()
-            .await
-            .expect("get");
-        (resp.status(), resp.json().await.expect("json"))
-    }
-
-    /// Every bootstrap page from a new snapshot at `limit`: the records,
-    /// the snapshot's sequence and the page count. `between` runs after
-    /// each page but the last.
-    async fn bootstrap_all(
-        &self,
-        token: &str,
-        limit: u32,
-        mut between: impl AsyncFnMut(usize),
-    ) -> (Vec<Value>, i64, usize) {
-        let (mut records, mut after, mut pages) = (Vec::new(), None::<String>, 0);
-        let mut snapshot = None;
-        loop {
-            let mut path = format!("/v1/bootstrap?limit={limit}");
-            if let Some(after) = &after {
-                path.push_str(&format!("&after={after}"));
-            }
-            let (status, page) = self.get(token, &path).await;
-            assert_eq!(status, StatusCode::OK, "{page}");
-            pages += 1;
-            let seq = page["snapshot_seq"].as_i64().expect("snapshot_seq");
-            assert_eq!(*snapshot.get_or_insert(seq), seq, "one snapshot throughout");
-            let got = page["records"].as_array().cloned().expect("records");
-            assert!(got.len() <= limit as usize);
-            records.extend(got);
-            match page["next"].as_str() {
-                Some(next) => after = Some(next.to_owned()),
-                None => return (records, seq, pages),
-            }
-            between(pages).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.send(()).ok();
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("join").expect("serve");
-        }
-    }
-}
-
-fn scope(tenant: &str, store: &str, device: &str) -> DeviceScope {
-    DeviceScope {
-        tenant: tenant.into(),
-        store: store.into(),
-        device: device.into(),
-    }
-}
-
-/// A till-core store of `tenant`/`store`/`device` in `dir`.
-fn till(dir: &std::path::Path, tenant: &str, store: &str, device: &str) -> Store {
-    let path = dir.join(format!("{tenant}-{store}-{device}.db"));
-    let store = Store::open(StoreOptions::new(path, tenant, store, device)).expect("till");
-    store.set_staff("priya").expect("staff");
-    store
-}
-
-/// The recorded changes of `ids` on `till`, in the order the till made them.
-fn outbox(till: &Store, ids: &[String]) -> Vec<Value> {
-    let mut changes: Vec<till_core::Change> = ids
-        .iter()
-        .flat_map(|id| till.history(id, None, 200).expect("history").items)
-        .collect();
-    changes.sort_by(|a, b| a.hlc.cmp(&b.hlc));
-    changes
-        .into_iter()
-        .map(|c| serde_json::to_value(c).expect("change json"))
-        .collect()
-}
-
-/// A customer with a phone and a paid bill for them, made on `till`.
-fn customer_with_bill(till: &Store, name: &str, phone: &str) -> (String, String) {
-    let customer = till
-        .create_customer(NewCustomer::named(name).with_phone(phone))
-        .expect("customer");
-    let bill = till
-        .sell(
-            NewBill {
-                customer_id: Some(customer.id),
-                lines: vec![NewLine::item("TEA", "Tea", 2, 150).taxed("GST5", 500)],
-                ..NewBill::default()
-            },
-            &[Tender::cash(500)],
-        )
-        .expect("sell");
-    (customer.id.to_string(), bill.id.to_string())
-}
-
-/// A hand-made change stamped at `wall` by `node`.
-fn change(node: &str, entity: &str, id: &str, fields: Value, wall: i64) -> Value {
-    json!({
-        "change_id": Uuid::now_v7().to_string(),
-        "entity": entity,
-        "entity_id": id,
-        "op": "update",
-        "fields": fields,
-        "before": {},
-        "hlc": format!("{wall:015}-0000000000-{node}"),
-        "device": node,
-        "staff": "s",
-        "at_ms": wall,
-    })
-}
 
 fn outcome(result: &Value) -> (&str, Option<&str>) {
     (
@@ -528,6 +293,7 @@ async fn requests_without_a_valid_token_are_refused_on_every_endpoint() {
     let endpoints = [
         (Method::POST, "/v1/push"),
         (Method::GET, "/v1/pull?cursor=0"),
+        (Method::GET, "/v1/wait?cursor=0&timeout_ms=0"),
         (Method::GET, "/v1/bootstrap"),
         (Method::GET, history.as_str()),
     ];

@@ -4,7 +4,9 @@
 //! bootstrap cut short resumes without ever claiming to be caught up; a till
 //! offline past the compaction horizon bootstraps again and keeps its
 //! unsynced sales and edits; a till reinstalled under its old code goes on
-//! numbering after its old bills.
+//! numbering after its old bills; a till bootstrapped after a merge (and a
+//! compaction, which keeps what the merge needs) follows the merged-away id
+//! to the survivor.
 
 mod common;
 
@@ -397,5 +399,90 @@ fn a_customers_history_comes_from_every_store_and_is_not_kept() {
     assert!(client
         .customer_bills(&a.store, asha, None, 0, &NoopObserver)
         .is_err());
+    server.stop();
+}
+
+#[test]
+fn a_till_bootstrapped_after_a_merge_and_a_compaction_follows_the_old_id_to_the_survivor() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    let elsewhere = Till::new(&server, dir.path(), "S2", "T1");
+    for till in [&a, &b, &elsewhere] {
+        till.sync();
+    }
+    // One person signed up at two tills offline: the server merges them
+    // into the one created first.
+    let survivor = customer(&a.store, "Asha Rao", "98765 40001");
+    let kept = sell_to(&a.store, Some(survivor), "TEA", 100);
+    let loser = customer(&b.store, "Asha R", "98765 40001");
+    let moved = sell_to(&b.store, Some(loser), "COFFEE", 250);
+    a.sync();
+    b.sync();
+    let merges = server
+        .block(server.storage.merges("t1", &loser.to_string()))
+        .expect("merges");
+    assert_eq!(merges.len(), 1);
+    assert_eq!(merges[0].survivor, survivor.to_string());
+
+    // The whole log is compacted; the merge's own entries stay for undoing it.
+    let done = server
+        .block(server.storage.compact("t1", Horizon::Seq(i64::MAX)))
+        .expect("compact");
+    assert_eq!(done.horizon, done.head);
+    assert!(done.removed > 0);
+    let db = rusqlite::Connection::open(
+        server
+            .data
+            .join(till_sync_server::storage::sqlite::FILE_NAME),
+    )
+    .expect("server db");
+    let left: Vec<i64> = db
+        .prepare("SELECT seq FROM log WHERE tenant = 't1' ORDER BY seq")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("log")
+        .collect::<rusqlite::Result<_>>()
+        .expect("seqs");
+    assert_eq!(left, vec![merges[0].tombstone_seq, merges[0].survivor_seq]);
+
+    // A new till starts from the snapshot: the old id leads to the survivor,
+    // who holds both bills, and a sale against the old id lands on it.
+    let c = fresh(&server, dir.path(), "S1", "T3");
+    assert!(c.sync().bootstrapped > 0);
+    assert_eq!(c.store.customer(loser).expect("follows").id, survivor);
+    let tombstone = c
+        .store
+        .customer_including_deleted(loser)
+        .expect("tombstone");
+    assert_eq!(tombstone.merged_into, Some(survivor));
+    assert_eq!(
+        c.store.bill(moved.id).expect("moved").customer_id,
+        Some(survivor)
+    );
+    assert_eq!(
+        c.store.bill(kept.id).expect("kept").customer_id,
+        Some(survivor)
+    );
+    let summary = c.store.customer_summary(loser).expect("summary");
+    assert_eq!((summary.customer_id, summary.visits), (survivor, 2));
+    let late = sell_to(&c.store, Some(loser), "CAKE", 75);
+    assert_eq!(late.customer_id, Some(survivor));
+    c.sync();
+    a.sync();
+    assert_eq!(a.store.customer_summary(survivor).expect("a").visits, 3);
+    assert_eq!(snapshot(&c.store), snapshot(&a.store));
+
+    // Another store's till asks for the old id's history: the survivor's.
+    let client = SyncClient::new(&elsewhere.config).expect("client");
+    let history = client
+        .customer_bills(&elsewhere.store, loser, None, 10, &NoopObserver)
+        .expect("history");
+    let mut ids: Vec<Uuid> = history.items.iter().map(|b| b.id).collect();
+    ids.sort_unstable();
+    let mut want = vec![kept.id, moved.id, late.id];
+    want.sort_unstable();
+    assert_eq!(ids, want);
     server.stop();
 }

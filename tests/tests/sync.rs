@@ -358,6 +358,57 @@ fn an_interrupted_sync_resumes_without_loss_or_duplication() {
 }
 
 #[test]
+fn a_sync_cut_short_after_its_push_never_shows_a_till_its_own_older_state() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("server");
+    let server = Server::start(&data);
+    let mut a = Till::new(&server, dir.path(), "S1", "T1");
+    // Bootstrapped while the tenant is empty, so what follows is pulled.
+    a.sync();
+    // Two changes of each record, interleaved, none pushed yet: the server
+    // will log each record's older change first.
+    let c = a
+        .store
+        .create_customer(NewCustomer::named("First Name").with_phone("90000 66666"))
+        .expect("create");
+    let bill = a.store.open_bill(NewBill::default()).expect("open");
+    a.store
+        .update_customer(
+            c.id,
+            c.version,
+            CustomerUpdate {
+                name: Some("Second Name".into()),
+                ..CustomerUpdate::default()
+            },
+        )
+        .expect("rename");
+    a.store.void_bill(bill.id).expect("void");
+
+    // All are pushed and acknowledged; the pull stops after the first page
+    // (the customer's creation) and, fetched ahead of it, maybe the second
+    // (the bill's opening).
+    a.config.pull_page = 1;
+    let observer = StopAfterFirstPage(Mutex::new(Some(server)));
+    a.store
+        .sync(&a.config, &observer)
+        .expect_err("the server went away");
+    let status = a.store.sync_status().expect("status");
+    assert_eq!(status.pending_changes, 0);
+    assert!([1, 2].contains(&status.cursor), "{}", status.cursor);
+    assert_eq!(a.store.customer(c.id).expect("c").name, "Second Name");
+    let voided = a.store.bill(bill.id).expect("bill");
+    assert_eq!(voided.status, till_core::BillStatus::Voided);
+
+    let server = Server::open(&data);
+    a.config.server_url = server.url.clone();
+    a.config.pull_page = 200;
+    a.sync();
+    assert_eq!(a.store.customer(c.id).expect("c").name, "Second Name");
+    assert_eq!(a.store.bill(bill.id).expect("bill"), voided);
+    server.stop();
+}
+
+#[test]
 fn pushing_the_same_outbox_twice_applies_it_once() {
     let dir = tempfile::tempdir().expect("dir");
     let server = Server::start(&dir.path().join("server"));

@@ -8,7 +8,7 @@
 //! surviving customer and erasure removes the phone; neither touches money)
 //! and what later refunds record on the original's lines.
 
-use rusqlite::{named_params, Connection};
+use rusqlite::{named_params, Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -111,19 +111,36 @@ pub(crate) fn hash_of(bill: &Bill, prev_hash: &str) -> Result<String> {
     Ok(hex::encode(Sha256::digest(serde_json::to_vec(&content)?)))
 }
 
-/// Appends a final `bill` to the device's chain: sets its position and hashes.
+/// Appends a final `bill` to the device's chain: sets its position and
+/// hashes, and makes it the chain's head. The head (position and hash) is
+/// kept in the chain's row of `sequences`, on the page the bill number's
+/// counter already dirties: looking the previous bill up by position took
+/// a unique index on `chain_pos`, one more page in the WAL of every sale.
 pub(crate) fn link(w: &Writer<'_>, bill: &mut Bill) -> Result<()> {
-    let pos = w.next_in_sequence(CHAIN_SEQUENCE)?;
-    let prev_hash: String = if pos == 1 {
-        GENESIS.to_owned()
-    } else {
-        w.tx.prepare_cached("SELECT hash FROM bills WHERE chain_pos = ?1")?
-            .query_row([pos - 1], |r| r.get(0))?
-    };
-    bill.hash = Some(hash_of(bill, &prev_hash)?);
+    let (last, head) = chain_head(&w.tx)?;
+    let pos = last + 1;
+    // A missing head past the start is a broken chain, which verify()
+    // reports; the till keeps selling.
+    let prev_hash = head.unwrap_or_else(|| GENESIS.to_owned());
+    let hash = hash_of(bill, &prev_hash)?;
+    w.tx.prepare_cached(
+        "INSERT INTO sequences (name, last, head) VALUES (:name, :pos, :hash)
+         ON CONFLICT (name) DO UPDATE SET last = excluded.last, head = excluded.head",
+    )?
+    .execute(named_params! { ":name": CHAIN_SEQUENCE, ":pos": pos, ":hash": hash })?;
+    bill.hash = Some(hash);
     bill.prev_hash = Some(prev_hash);
     bill.chain_pos = Some(pos);
     Ok(())
+}
+
+/// The chain's last position (0 when empty) and the hash of the bill there.
+fn chain_head(conn: &Connection) -> Result<(i64, Option<String>)> {
+    Ok(conn
+        .prepare_cached("SELECT last, head FROM sequences WHERE name = ?1")?
+        .query_row([CHAIN_SEQUENCE], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, None)))
 }
 
 /// What is wrong with a chain.
@@ -155,6 +172,12 @@ pub enum ChainProblem {
         /// The bill's number.
         number: String,
     },
+    /// The head the next bill will link to (kept beside the chain's
+    /// position) is not the hash of the bill at that position.
+    WrongHead {
+        /// The position the head claims.
+        pos: i64,
+    },
 }
 
 /// The result of [`crate::Store::verify_chain`].
@@ -174,7 +197,7 @@ impl ChainReport {
 }
 
 /// Walks this device's bills in number and chain order, recomputing every hash.
-pub(crate) fn verify(conn: &Connection, device_id: &str) -> Result<ChainReport> {
+pub(crate) fn verify(conn: &Connection, store_id: &str, device_id: &str) -> Result<ChainReport> {
     let mut report = ChainReport::default();
 
     let last_seq: i64 = conn.query_row(
@@ -182,9 +205,10 @@ pub(crate) fn verify(conn: &Connection, device_id: &str) -> Result<ChainReport> 
         [SEQUENCE],
         |r| r.get(0),
     )?;
-    let mut seqs = conn.prepare("SELECT seq FROM bills WHERE device_id = ?1 ORDER BY seq")?;
+    let mut seqs =
+        conn.prepare("SELECT seq FROM bills WHERE store_id = ?1 AND device_id = ?2 ORDER BY seq")?;
     let mut expected = 1;
-    for seq in seqs.query_map([device_id], |r| r.get::<_, i64>(0))? {
+    for seq in seqs.query_map([store_id, device_id], |r| r.get::<_, i64>(0))? {
         let seq = seq?;
         report
             .problems
@@ -196,22 +220,30 @@ pub(crate) fn verify(conn: &Connection, device_id: &str) -> Result<ChainReport> 
         .extend((expected..=last_seq).map(|seq| ChainProblem::MissingNumber { seq }));
 
     let mut unchained = conn.prepare(
-        "SELECT number FROM bills WHERE device_id = ?1 AND chain_pos IS NULL AND status != ?2 ORDER BY seq",
+        "SELECT number FROM bills WHERE store_id = ?1 AND device_id = ?2 AND chain_pos IS NULL
+         AND status != ?3 ORDER BY seq",
     )?;
-    for number in unchained.query_map([device_id, BillStatus::Open.as_str()], |r| r.get(0))? {
+    for number in unchained.query_map([store_id, device_id, BillStatus::Open.as_str()], |r| {
+        r.get(0)
+    })? {
         report
             .problems
             .push(ChainProblem::Unchained { number: number? });
     }
 
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM bills WHERE device_id = :device AND chain_pos IS NOT NULL ORDER BY chain_pos"
-    ))?;
-    let mut rows = stmt.query(named_params! { ":device": device_id })?;
+    // No index orders bills by chain position (a sale would write one more
+    // page for it): the positions are sorted here, then each bill is read
+    // by its rowid.
+    let mut chained = conn.prepare(
+        "SELECT rid FROM bills WHERE store_id = :store AND device_id = :device
+         AND chain_pos IS NOT NULL ORDER BY chain_pos",
+    )?;
+    let mut by_rid = conn.prepare(&format!("SELECT {COLUMNS} FROM bills WHERE rid = ?1"))?;
+    let mut rids = chained.query(named_params! { ":store": store_id, ":device": device_id })?;
     let mut expected_pos = 1;
     let mut prev_hash = GENESIS.to_owned();
-    while let Some(row) = rows.next()? {
-        let (rid, mut bill) = Bill::from_row(row)?;
+    while let Some(row) = rids.next()? {
+        let (rid, mut bill) = by_rid.query_row([row.get::<_, i64>(0)?], Bill::from_row)?;
         load_children(conn, rid, &mut bill)?;
         let pos = bill.chain_pos.unwrap_or_default();
         if pos != expected_pos {
@@ -234,13 +266,16 @@ pub(crate) fn verify(conn: &Connection, device_id: &str) -> Result<ChainReport> 
         prev_hash = bill.hash.clone().unwrap_or_default();
         report.bills_checked += 1;
     }
-    let last_pos: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(last), 0) FROM sequences WHERE name = ?1",
-        [CHAIN_SEQUENCE],
-        |r| r.get(0),
-    )?;
+    let (last_pos, head) = chain_head(conn)?;
     report
         .problems
         .extend((expected_pos..=last_pos).map(|pos| ChainProblem::MissingLink { pos }));
+    // The head must be the last bill walked, or the next sale links to
+    // something else. (A chain with a missing last bill is reported above.)
+    if last_pos > 0 && last_pos == expected_pos - 1 && head.as_deref() != Some(prev_hash.as_str()) {
+        report
+            .problems
+            .push(ChainProblem::WrongHead { pos: last_pos });
+    }
     Ok(report)
 }

@@ -272,6 +272,11 @@ pub struct Bill {
     pub hash: Option<String>,
     /// Incremented by every change.
     pub version: i64,
+    /// The highest line number this bill ever had: a removed line's number
+    /// is never given to another line. Absent from records written before
+    /// it existed, where it reads 0.
+    #[serde(default)]
+    pub last_line_no: u32,
     /// The lines, by line number.
     pub lines: Vec<BillLine>,
     /// The payments, in order.
@@ -334,7 +339,7 @@ pub(crate) fn conversion(
 pub(crate) const COLUMNS: &str = "rid, id, number, store_id, device_id, staff_id, customer_id, \
      customer_phone, currency, price_mode, kind, refund_of, status, bill_discount, subtotal, \
      discount_total, tax_total, total, paid_total, change_due, refunded_total, opened_at, \
-     closed_at, voided_at, chain_pos, prev_hash, hash, version";
+     closed_at, voided_at, chain_pos, prev_hash, hash, version, last_line_no";
 
 /// Columns read by [`BillSummary::from_row`], in order.
 pub(crate) const SUMMARY_COLUMNS: &str =
@@ -398,6 +403,7 @@ impl Bill {
                 prev_hash: row.get(25)?,
                 hash: row.get(26)?,
                 version: row.get(27)?,
+                last_line_no: row.get(28)?,
                 lines: Vec::new(),
                 payments: Vec::new(),
             },

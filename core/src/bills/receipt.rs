@@ -515,6 +515,7 @@ mod tests {
             prev_hash: None,
             hash: None,
             version: 2,
+            last_line_no: lines.len() as u32,
             lines,
             payments: Vec::new(),
         }

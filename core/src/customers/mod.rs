@@ -338,6 +338,13 @@ impl Store {
     }
 
     /// The live customer with `id`; a merged-away id yields its survivor.
+    ///
+    /// A merge is followed rather than reported: whoever holds an old id (a
+    /// screen opened before the merge was pulled, a stored loyalty link)
+    /// means the person, and the survivor is the person now. The caller
+    /// tells a merge by the returned id differing from `id`;
+    /// [`Store::customer_including_deleted`] shows the tombstone itself,
+    /// with `merged_into`. A deleted customer is not found.
     pub fn customer(&self, id: Uuid) -> Result<Customer> {
         self.read(|conn| {
             let live = resolve_live(conn, id)?;
@@ -376,7 +383,9 @@ impl Store {
 
     /// Changes a live customer. `expected_version` is the version the caller
     /// read; if it has moved on, nothing is written and [`Error::Conflict`]
-    /// carries the current version.
+    /// carries the current version. A merged-away id is not found: the
+    /// version the caller read was the merged-away record's, so it re-reads
+    /// with [`Store::customer`], which leads to the survivor.
     pub fn update_customer(
         &self,
         id: Uuid,

@@ -11,9 +11,12 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 7;
 
 /// Brings the database at `conn` to [`VERSION`], creating it when empty.
+/// Foreign keys are off while it runs: an upgrade that rebuilds a table
+/// (v5) drops it while other tables point at it, and copies every row with
+/// its rowid, so the references hold again when it commits.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > VERSION {
@@ -22,6 +25,15 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
             supported: VERSION,
         });
     }
+    let foreign_keys: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let upgraded = upgrade(conn, found);
+    conn.pragma_update(None, "foreign_keys", foreign_keys)?;
+    upgraded
+}
+
+/// Runs the upgrade steps from version `found`, one transaction each.
+fn upgrade(conn: &mut Connection, found: i64) -> Result<()> {
     for version in found..VERSION {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         // Another process may have upgraded while we waited for the lock.
@@ -47,6 +59,9 @@ fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
         }
         2 => conn.execute_batch(include_str!("v3.sql"))?,
         3 => conn.execute_batch(include_str!("v4.sql"))?,
+        4 => conn.execute_batch(include_str!("v5.sql"))?,
+        5 => conn.execute_batch(include_str!("v6.sql"))?,
+        6 => conn.execute_batch(include_str!("v7.sql"))?,
         _ => unreachable!("no upgrade step from version {version}"),
     }
     Ok(())
@@ -55,6 +70,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::OptionalExtension;
 
     /// Every schema object, normalised, so two databases can be compared.
     fn schema_of(conn: &Connection) -> Vec<(String, String, String)> {
@@ -122,6 +138,65 @@ mod tests {
             found("phone", "56789").is_empty(),
             "deleted customers are not indexed"
         );
+    }
+
+    #[test]
+    fn bills_of_a_v4_file_keep_their_chain_head_and_line_numbers() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for v in 0..4 {
+            upgrade_from(&conn, v).expect("old step");
+        }
+        conn.pragma_update(None, "user_version", 4)
+            .expect("version");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             INSERT INTO sequences (name, last) VALUES ('bill_number', 2), ('bill_chain', 2);
+             INSERT INTO bills (rid, id, number, seq, store_id, device_id, staff_id, currency,
+                 price_mode, kind, status, opened_at, chain_pos, prev_hash, hash, version)
+             VALUES (1, 'b1', 'S01-T01-000001', 1, 'S01', 'T01', 's', 'INR', 'inclusive',
+                     'sale', 'paid', 1, 1, 'g', 'h1', 2),
+                    (2, 'b2', 'S01-T01-000002', 2, 'S01', 'T01', 's', 'INR', 'inclusive',
+                     'sale', 'paid', 2, 2, 'h1', 'h2', 2);
+             INSERT INTO bill_lines (bill_rid, line_no, product_code, name, qty_milli,
+                 unit_price, discount, tax_category, tax_rate_bp, bill_discount, net, tax, gross)
+             VALUES (1, 1, 'A', 'A', 1000, 1, 0, '', 0, 0, 1, 0, 1),
+                    (1, 3, 'C', 'C', 1000, 1, 0, '', 0, 0, 1, 0, 1),
+                    (2, 2, 'B', 'B', 1000, 1, 0, '', 0, 0, 1, 0, 1);",
+        )
+        .expect("v4 rows");
+        migrate(&mut conn).expect("upgrade");
+        let head: (i64, String) = conn
+            .query_row(
+                "SELECT last, head FROM sequences WHERE name = 'bill_chain'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("head");
+        assert_eq!(head, (2, "h2".to_owned()));
+        let last_line: Vec<(i64, i64)> = conn
+            .prepare("SELECT rid, last_line_no FROM bills ORDER BY rid")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(last_line, vec![(1, 3), (2, 2)]);
+        let lines: i64 = conn
+            .query_row("SELECT count(*) FROM bill_lines", [], |r| r.get(0))
+            .expect("lines");
+        assert_eq!(
+            lines, 3,
+            "the lines survive the rebuild of their table's parent"
+        );
+        let fk_on: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .expect("pragma");
+        assert!(fk_on, "foreign keys are on again after the upgrade");
+        let broken: Option<String> = conn
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()
+            .expect("check");
+        assert_eq!(broken, None);
     }
 
     #[test]

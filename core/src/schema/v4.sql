@@ -1,12 +1,14 @@
--- Till store schema, version 4: bootstrap.
+-- Till store schema, version 4: contacts held as shared while pulls catch up.
 
--- A bootstrap applies a server snapshot a page at a time, each page in its
--- own transaction. bootstrap_seq: the snapshot's server sequence while one
--- is being applied (NULL otherwise); bootstrap_next: where its next page
--- starts. The cursor moves to bootstrap_seq only in the transaction that
--- applies the last page, so a store half way through never claims to be
--- caught up, and a bootstrap cut short resumes from bootstrap_next.
--- bootstrapped_at: when the last bootstrap completed (NULL: never).
-ALTER TABLE sync_state ADD COLUMN bootstrap_seq INTEGER;
-ALTER TABLE sync_state ADD COLUMN bootstrap_next TEXT;
-ALTER TABLE sync_state ADD COLUMN bootstrapped_at INTEGER;
+-- A pulled customer whose identity phone or email a local live customer
+-- already holds (the server ordered the two apart: a merge still to be
+-- pulled, or this device's own newer change) keeps the contact as shared
+-- here, so the unique index stays whole. Each row is one such contact, put
+-- back as the server holds it once no other live customer holds the key
+-- (see `sync::held`). held_at: the last change-log seq when it was held.
+CREATE TABLE held_contacts (
+    customer_id TEXT NOT NULL,
+    field       TEXT NOT NULL,                -- 'phone' or 'email'
+    held_at     INTEGER NOT NULL,
+    PRIMARY KEY (customer_id, field)
+) WITHOUT ROWID;

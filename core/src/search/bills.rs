@@ -1,9 +1,9 @@
 //! Finding a bill at the till: by its number, whole (`S01-T03-000042`) or
 //! by the trailing digits a cashier reads off a receipt (`42`, `000042`,
 //! `T03-000042`), and by its customer (anything `search_customers` takes).
-//! Number lookups are index seeks (`bills.number` is unique, `bills_by_seq`
-//! indexes the sequence behind the number); customer lookups reuse the
-//! customer search and each customer's bill index.
+//! Number lookups are index seeks (`bills_by_seq` indexes the sequence
+//! behind the number); customer lookups reuse the customer search and each
+//! customer's bill index.
 
 use std::collections::HashSet;
 
@@ -69,9 +69,15 @@ fn trailing_seq(text: &str) -> Option<i64> {
 
 fn by_number(conn: &Connection, text: &str, limit: usize) -> Result<Vec<BillHit>> {
     let mut hits = Vec::new();
+    // Every bill number ends in its sequence.
+    let Some(seq) = trailing_seq(text) else {
+        return Ok(hits);
+    };
     let exact = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM bills WHERE number = ?1"))?
-        .query_row([text], Bill::from_row)
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM bills WHERE seq = ?1 AND number = ?2"
+        ))?
+        .query_row(rusqlite::params![seq, text], Bill::from_row)
         .optional()?;
     if let Some((_, bill)) = exact {
         hits.push(BillHit {
@@ -79,9 +85,6 @@ fn by_number(conn: &Connection, text: &str, limit: usize) -> Result<Vec<BillHit>
             matched: BillMatch::Number(MatchKind::Exact),
         });
     }
-    let Some(seq) = trailing_seq(text) else {
-        return Ok(hits);
-    };
     let only_digits = text.bytes().all(|b| b.is_ascii_digit());
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM bills WHERE seq = :seq ORDER BY opened_at DESC, rid DESC LIMIT :n"

@@ -30,13 +30,14 @@
 
 use std::collections::HashSet;
 
-use rusqlite::named_params;
+use rusqlite::{named_params, OptionalExtension};
 use serde_json::json;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use super::held;
 use super::incoming::{self, Applied};
-use super::protocol::{BootstrapPage, SnapshotRecord};
+use super::protocol::{BootstrapPage, ServerChange, SnapshotRecord};
 use crate::bills::{self, chain, Bill};
 use crate::changes::{Change, Fields};
 use crate::clock::Hlc;
@@ -137,10 +138,15 @@ fn decode_bill(id: &str, fields: &str) -> Option<Bill> {
         .or_else(|| incoming::decode_bill(id, serde_json::from_str(fields).ok()?, 1))
 }
 
-/// Applies one page of snapshot records.
-pub(crate) fn apply_page(w: &mut Writer<'_>, records: Vec<Prepared>) -> Result<Applied> {
+/// Applies one page of the snapshot at `snapshot_seq`: each record as an
+/// entry at that sequence would be (see `incoming`).
+pub(crate) fn apply_page(
+    w: &mut Writer<'_>,
+    records: Vec<Prepared>,
+    snapshot_seq: i64,
+) -> Result<Applied> {
     let mut applied = Applied::default();
-    let pending = pending_records(w)?;
+    let pending = pending_records(w, snapshot_seq)?;
     for record in records {
         let record = match record {
             // A bill this device has never had, with no local change
@@ -175,20 +181,23 @@ pub(crate) fn apply_page(w: &mut Writer<'_>, records: Vec<Prepared>) -> Result<A
                 continue;
             }
         };
-        let change = Change {
-            change_id: Uuid::nil(),
-            // The record's last write: what a customer's `updated_at` shows.
-            at_ms: record.hlc.parse::<Hlc>().map_or(w.now_ms, |s| s.wall_ms),
-            entity: record.entity,
-            entity_id: record.id,
-            op: SNAPSHOT_OP.into(),
-            fields: record.fields,
-            before: Fields::new(),
-            hlc: record.hlc,
-            device: String::new(),
-            staff: String::new(),
+        let change = ServerChange {
+            server_seq: snapshot_seq,
+            change: Change {
+                change_id: Uuid::nil(),
+                // The record's last write: what a customer's `updated_at` shows.
+                at_ms: record.hlc.parse::<Hlc>().map_or(w.now_ms, |s| s.wall_ms),
+                entity: record.entity,
+                entity_id: record.id,
+                op: SNAPSHOT_OP.into(),
+                fields: record.fields,
+                before: Fields::new(),
+                hlc: record.hlc,
+                device: String::new(),
+                staff: String::new(),
+            },
         };
-        let did = match change.entity.as_str() {
+        let did = match change.change.entity.as_str() {
             customers::ENTITY => incoming::apply_customer(w, &change)?,
             bills::ENTITY => incoming::apply_bill(w, &change)?,
             _ => None,
@@ -197,11 +206,12 @@ pub(crate) fn apply_page(w: &mut Writer<'_>, records: Vec<Prepared>) -> Result<A
             Some(true) => applied.changed += 1,
             Some(false) => {}
             None => {
-                tracing::warn!(entity = %change.entity, "snapshot record skipped: unreadable");
+                tracing::warn!(entity = %change.change.entity, "snapshot record skipped: unreadable");
                 applied.skipped += 1;
             }
         }
     }
+    held::restore(w)?;
     Ok(applied)
 }
 
@@ -212,14 +222,16 @@ fn observe(w: &mut Writer<'_>, hlc: &str) {
     }
 }
 
-/// The records a local change waiting in the outbox touches: their
-/// snapshot values go through the pending-field rule.
-fn pending_records(w: &Writer<'_>) -> Result<HashSet<String>> {
+/// The records a local change touches whose own log entry comes after
+/// `snapshot_seq` (still in the outbox, or accepted later): their snapshot
+/// values go through the pending-field rule of `incoming`.
+fn pending_records(w: &Writer<'_>, snapshot_seq: i64) -> Result<HashSet<String>> {
     let mut stmt = w.tx.prepare_cached(
-        "SELECT DISTINCT entity_id FROM changes WHERE pushed_at IS NULL AND origin = 'local'",
+        "SELECT DISTINCT entity_id FROM changes
+         WHERE origin = 'local' AND (pushed_at IS NULL OR server_seq > ?1)",
     )?;
     let ids = stmt
-        .query_map([], |r| r.get(0))?
+        .query_map([snapshot_seq], |r| r.get(0))?
         .collect::<rusqlite::Result<HashSet<String>>>()?;
     Ok(ids)
 }
@@ -268,8 +280,23 @@ fn continue_own_sequences(w: &Writer<'_>) -> Result<()> {
         [&identity.store, &identity.device],
         |r| r.get(0),
     )?;
-    let chain_pos: Option<i64> =
-        w.tx.query_row("SELECT max(chain_pos) FROM bills", [], |r| r.get(0))?;
+    // The chain goes on from its last bill: position and hash (its head).
+    let chain_head: Option<(i64, Option<String>)> =
+        w.tx.query_row(
+            "SELECT chain_pos, hash FROM bills WHERE chain_pos IS NOT NULL
+             ORDER BY chain_pos DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if let Some((pos, hash)) = chain_head {
+        w.tx.prepare_cached(
+            "INSERT INTO sequences (name, last, head) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET last = excluded.last, head = excluded.head
+             WHERE excluded.last > last",
+        )?
+        .execute(rusqlite::params![chain::CHAIN_SEQUENCE, pos, hash])?;
+    }
     let prefix = format!("{}-{}-C", identity.store, identity.device);
     let customer_seq: Option<i64> = w.tx.query_row(
         "SELECT max(CAST(substr(number, length(?1) + 1) AS INTEGER)) FROM customers
@@ -283,7 +310,6 @@ fn continue_own_sequences(w: &Writer<'_>) -> Result<()> {
     )?;
     for (name, last) in [
         (bills::SEQUENCE, bill_seq),
-        (chain::CHAIN_SEQUENCE, chain_pos),
         (customers::SEQUENCE, customer_seq),
     ] {
         if let Some(last) = last.filter(|l| *l > 0) {

@@ -36,6 +36,12 @@
 //! current one is applied, so the server reads and the network carries page
 //! N+1 while the device writes page N. At most two pages are held at once.
 //!
+//! Between syncs, an idle till waits for news with
+//! [`AsyncSyncClient::wait_for_changes`] (or the blocking
+//! [`SyncClient::wait_for_changes`]): one long-poll request that returns as
+//! soon as the server holds changes after the device's cursor, so the app
+//! syncs the moment another till's sale lands instead of polling.
+//!
 //! Failures: the transport retries what can heal by itself (see
 //! `transport`); the rest ends the sync with [`Error::Sync`] carrying a
 //! [`SyncError`], local data intact.
@@ -222,6 +228,17 @@ impl AsyncSyncClient {
         outcome.map(|()| summary)
     }
 
+    /// Waits until the server holds changes this device has not pulled, or
+    /// until `timeout` (the server caps it, at 25 s by default) runs out:
+    /// `true` means sync now, `false` means nothing came; wait again. One
+    /// long-poll request, so a till sees another till's sale within moments
+    /// without polling. Retryable failures are retried like a sync's.
+    pub async fn wait_for_changes(&self, store: &Store, timeout: Duration) -> Result<bool> {
+        let cursor = store.read(outbox::cursor)?;
+        let answer = self.transport.wait(cursor, timeout, &NoopObserver).await?;
+        Ok(answer.changes)
+    }
+
     /// Phase 1: the outbox, batch by batch, until it is empty.
     async fn push(
         &self,
@@ -303,7 +320,7 @@ impl AsyncSyncClient {
                     if outbox::bootstrap_progress(&w.tx)? != expected {
                         return Ok(None);
                     }
-                    let applied = bootstrap::apply_page(w, records)?;
+                    let applied = bootstrap::apply_page(w, records, snapshot_seq)?;
                     match &next_progress {
                         Some(p) => outbox::set_bootstrap_progress(w, Some(p))?,
                         None => bootstrap::complete(w, snapshot_seq)?,
@@ -500,6 +517,14 @@ impl SyncClient {
     /// The engine inside.
     pub(super) fn inner(&self) -> &AsyncSyncClient {
         &self.inner
+    }
+
+    /// Blocks until the server holds changes this device has not pulled
+    /// (`true`) or `timeout` runs out (`false`); see
+    /// [`AsyncSyncClient::wait_for_changes`].
+    pub fn wait_for_changes(&self, store: &Store, timeout: Duration) -> Result<bool> {
+        self.runtime
+            .block_on(self.inner.wait_for_changes(store, timeout))
     }
 }
 

@@ -19,8 +19,14 @@
 //! - **Bills are immutable once final.** Identity fields (number, store,
 //!   device, kind, currency, refunded bill) never change; an open bill merges
 //!   per field; once paid, only the status (forward only), voiding, the
-//!   refunded amounts (only growing) and appended payments may change.
-//!   Refunds are new bills, so they append by construction.
+//!   refunded amounts and appended payments may change. Refunds are new
+//!   bills, so they append by construction; the refunded amounts they move
+//!   on the sale grow by each change's own delta, so refunds of one sale
+//!   made at two tills at once both count. The one server-made change a
+//!   final bill allows is a dedup merge moving it to the surviving customer
+//!   (see `dedup`): it renames the customer, never money.
+//! - **Customers merged away by dedup** are tombstones: a device change that
+//!   arrives for one applies to its survivor (see `dedup::redirect`).
 //! - **Clocks far ahead are clamped**: a stamp more than
 //!   [`MAX_CLOCK_AHEAD_MS`] ahead of the server is pulled back to the
 //!   server's time, so one wrong device clock cannot win every future conflict.
@@ -228,7 +234,11 @@ const LINE_REFUND_FIELDS: [&str; 3] = ["refunded_qty_milli", "refunded_gross", "
 
 /// Whether a bill's status may go from `from` to `to`. Staying put is
 /// allowed (a replay); otherwise only forward: open -> paid | voided,
-/// paid -> partly refunded | refunded | voided, partly refunded -> refunded.
+/// paid -> partly refunded | refunded | voided, partly refunded -> refunded,
+/// and any refunded state -> voided. A till voids only a sale nothing was
+/// refunded from, but another till may have refunded it meanwhile: both
+/// happened, so the sale ends voided and keeps its refunds (see
+/// [`apply_bill`]) rather than the server refusing either.
 pub fn status_may_move(from: BillStatus, to: BillStatus) -> bool {
     use BillStatus::*;
     from == to
@@ -240,6 +250,8 @@ pub fn status_may_move(from: BillStatus, to: BillStatus) -> bool {
                 | (Paid, Refunded)
                 | (Paid, Voided)
                 | (PartlyRefunded, Refunded)
+                | (PartlyRefunded, Voided)
+                | (Refunded, Voided)
         )
 }
 
@@ -261,57 +273,64 @@ pub fn apply_bill(
             }
         }
     }
-    let current = status_of(field(&state.values, "status"));
     if let Some(new) = change.fields.get("status") {
-        let to = status_of(new).ok_or_else(|| {
+        status_of(new).ok_or_else(|| {
             Rejection::new(RejectReason::Validation, "status is not a bill status")
         })?;
-        if let Some(from) = current {
-            if !status_may_move(from, to) {
-                return Err(Rejection::new(
-                    RejectReason::InvalidTransition,
-                    format!("bill status cannot move from {from} to {to}"),
-                ));
-            }
-        }
     }
+    let current = status_of(field(&state.values, "status"));
     let is_final = current.is_some_and(|s| s != BillStatus::Open);
-    if is_final {
-        check_final_bill_change(&state.values, &change.fields).map_err(immutable)?;
+    let values = match is_final {
+        true => final_bill_values(&state.values, change).map_err(immutable)?,
+        false => change.fields.clone(),
+    };
+    if let (Some(from), Some(to)) = (current, values.get("status").and_then(status_of)) {
+        if !status_may_move(from, to) {
+            return Err(Rejection::new(
+                RejectReason::InvalidTransition,
+                format!("bill status cannot move from {from} to {to}"),
+            ));
+        }
     }
 
     let mut resolved = Resolved::default();
-    for (key, value) in &change.fields {
-        let old = field(&state.values, key).clone();
+    for (key, value) in values {
+        let old = field(&state.values, &key).clone();
         // A final bill's changes were checked to only move forward: they
         // apply whatever their stamp, so a clamped stamp cannot undo a refund.
-        if is_final || wins(hlc, state.clocks.get(key).map(String::as_str)) {
-            state.values.insert(key.clone(), value.clone());
+        if is_final || wins(hlc, state.clocks.get(&key).map(String::as_str)) {
+            state.values.insert(key.clone(), value);
             state.clocks.insert(key.clone(), hlc.to_owned());
         }
         resolved
             .fields
-            .insert(key.clone(), field(&state.values, key).clone());
-        resolved.before.insert(key.clone(), old);
+            .insert(key.clone(), field(&state.values, &key).clone());
+        resolved.before.insert(key, old);
     }
     Ok(resolved)
 }
 
-/// Checks a change of a final bill: only [`BILL_FINAL_MUTABLE`] fields, the
-/// refunded amounts only growing, payments only appended, lines otherwise equal.
-fn check_final_bill_change(current: &Fields, fields: &Fields) -> Result<(), String> {
-    for (key, new) in fields {
+/// What a change of a final bill writes, once checked: only
+/// [`BILL_FINAL_MUTABLE`] fields may differ, payments only append, lines
+/// change only in their refunded amounts, and refunded amounts only grow.
+///
+/// Refunded amounts (the bill's and each line's) grow by the change's own
+/// delta, its `fields` minus its `before`, on top of what the record holds:
+/// two tills refunding one sale while offline each send "0 -> 100", and the
+/// sale ends with 200 refunded, as its two refund bills say. A change
+/// without a before-image (none is ever sent for an update, but the rule
+/// must not depend on it) is taken as the new total. The status of a paid
+/// sale then follows its merged lines: refunded when every line is, partly
+/// refunded when some are; a voided sale stays voided.
+fn final_bill_values(current: &Fields, change: &Change) -> Result<Fields, String> {
+    let voided = status_of(field(current, "status")) == Some(BillStatus::Voided);
+    let mut values = Fields::new();
+    for (key, new) in &change.fields {
         let old = field(current, key);
-        if old == new {
-            continue;
-        }
-        if !BILL_FINAL_MUTABLE.contains(&key.as_str()) {
-            return Err(format!("{key} of a final bill never changes"));
-        }
-        match key.as_str() {
-            "refunded_total" => grows(old, new)
-                .then_some(())
+        let value = match key.as_str() {
+            "refunded_total" => grown(old, change.before.get(key), new)
                 .ok_or_else(|| "refunded_total of a bill only grows".to_string())?,
+            "lines" => refunded_lines(old, change.before.get(key), new)?,
             "payments" => {
                 let (Some(old), Some(new)) = (old.as_array(), new.as_array()) else {
                     return Err("payments of a final bill only append".into());
@@ -319,46 +338,85 @@ fn check_final_bill_change(current: &Fields, fields: &Fields) -> Result<(), Stri
                 if new.len() < old.len() || new[..old.len()] != old[..] {
                     return Err("payments of a final bill only append".into());
                 }
+                Value::Array(new.clone())
             }
-            "lines" => check_refunded_lines(old, new)?,
-            _ => {}
-        }
+            _ if old == new || BILL_FINAL_MUTABLE.contains(&key.as_str()) => new.clone(),
+            _ => return Err(format!("{key} of a final bill never changes")),
+        };
+        values.insert(key.clone(), value);
     }
-    Ok(())
+    // Refunded amounts decide a sale's status, whether or not the change
+    // said so: a till's second partial refund sends no status, yet with
+    // another till's refund merged in it may complete the sale.
+    let status = values.get("status").unwrap_or(field(current, "status"));
+    let settled = matches!(
+        status_of(status),
+        Some(BillStatus::Paid | BillStatus::PartlyRefunded | BillStatus::Refunded)
+    );
+    if let (true, Some(lines)) = (settled, values.get("lines").and_then(Value::as_array)) {
+        let amount = |line: &Value, key: &str| line.get(key).and_then(Value::as_i64).unwrap_or(0);
+        let refunded = |l: &Value| amount(l, "refunded_qty_milli");
+        let status = match (
+            voided,
+            lines.iter().all(|l| refunded(l) >= amount(l, "qty_milli")),
+            lines.iter().any(|l| refunded(l) > 0),
+        ) {
+            // Refunded at one till after another voided it: it stays voided.
+            (true, ..) => BillStatus::Voided,
+            (false, true, _) => BillStatus::Refunded,
+            (false, false, true) => BillStatus::PartlyRefunded,
+            (false, false, false) => BillStatus::Paid,
+        };
+        values.insert("status".into(), Value::String(status.to_string()));
+    }
+    Ok(values)
 }
 
-/// Whether an integer amount stayed or grew (an absent old amount is 0).
-fn grows(old: &Value, new: &Value) -> bool {
-    new.as_i64().unwrap_or(i64::MIN) >= old.as_i64().unwrap_or(0)
+/// `old` grown by a change's delta, `new` minus `before` (an absent or null
+/// `before` amount is 0; no before-image at all means `new` is the total);
+/// `None` when the change would shrink it.
+fn grown(old: &Value, before: Option<&Value>, new: &Value) -> Option<Value> {
+    let old = old.as_i64().unwrap_or(0);
+    let new = new.as_i64()?;
+    let delta = match before {
+        Some(before) => new.checked_sub(before.as_i64().unwrap_or(0))?,
+        None => new.checked_sub(old)?,
+    };
+    (delta >= 0).then(|| Value::from(old.saturating_add(delta)))
 }
 
-/// Lines of a final sale: same lines, refunded amounts equal or larger.
-fn check_refunded_lines(old: &Value, new: &Value) -> Result<(), String> {
+/// The lines of a final sale after a change of them: the lines as held,
+/// each refunded amount grown by the change's delta (see [`grown`]); any
+/// other difference in the lines is refused.
+fn refunded_lines(old: &Value, before: Option<&Value>, new: &Value) -> Result<Value, String> {
     let fail = || "lines of a final bill change only by refunds".to_string();
     let (Some(old), Some(new)) = (old.as_array(), new.as_array()) else {
         return Err(fail());
     };
-    if old.len() != new.len() {
+    let before = before.and_then(Value::as_array);
+    if old.len() != new.len() || before.is_some_and(|b| b.len() != new.len()) {
         return Err(fail());
     }
-    for (o, n) in old.iter().zip(new) {
+    let mut merged = Vec::with_capacity(old.len());
+    for (i, (o, n)) in old.iter().zip(new).enumerate() {
         let (Some(o), Some(n)) = (o.as_object(), n.as_object()) else {
             return Err(fail());
         };
+        let b = before.and_then(|b| b[i].as_object());
+        let mut line = o.clone();
         let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
         for key in keys {
-            let (a, b) = (field(o, key), field(n, key));
-            let ok = if LINE_REFUND_FIELDS.contains(&key.as_str()) {
-                grows(a, b)
-            } else {
-                a == b
-            };
-            if !ok {
+            let (a, z) = (field(o, key), field(n, key));
+            if LINE_REFUND_FIELDS.contains(&key.as_str()) {
+                let from = b.map(|b| field(b, key));
+                line.insert(key.clone(), grown(a, from, z).ok_or_else(fail)?);
+            } else if a != z {
                 return Err(fail());
             }
         }
+        merged.push(Value::Object(line));
     }
-    Ok(())
+    Ok(Value::Array(merged))
 }
 
 #[cfg(test)]
@@ -665,6 +723,8 @@ mod tests {
             (Paid, Refunded),
             (Paid, Voided),
             (PartlyRefunded, Refunded),
+            (PartlyRefunded, Voided),
+            (Refunded, Voided),
         ];
         for from in all {
             for to in all {
@@ -755,9 +815,9 @@ mod tests {
                 Err(RejectReason::InvalidTransition),
             ),
             (
-                "a refunded bill cannot be voided",
-                vec![&open, &pay, &refund_rest],
-                &void,
+                "a voided bill cannot be paid again",
+                vec![&open, &pay, &void],
+                &pay,
                 Err(RejectReason::InvalidTransition),
             ),
             (
@@ -813,6 +873,101 @@ mod tests {
             if got.is_err() {
                 assert_eq!(state, snapshot, "{name}: state untouched");
             }
+        }
+    }
+
+    #[test]
+    fn refunds_of_one_sale_made_at_two_tills_at_once_both_count() {
+        let open = bill(
+            10,
+            json!({"status": "open", "total": 200, "lines": [line(0)]}),
+            json!({}),
+        );
+        let pay = bill(11, json!({"status": "paid"}), json!({"status": "open"}));
+        // Each till saw the sale unrefunded and refunded one unit of its line.
+        let refund_at = |wall: i64, node: &str| Change {
+            entity: "bill".into(),
+            ..change(
+                wall,
+                0,
+                node,
+                json!({"status": "partly_refunded", "refunded_total": 100,
+                       "lines": [line(1000)]}),
+                json!({"status": "paid", "refunded_total": 0, "lines": [line(0)]}),
+            )
+        };
+        let (t1, t2) = (refund_at(20, "S1/T1"), refund_at(21, "S1/T2"));
+        for order in [[&t1, &t2], [&t2, &t1]] {
+            let mut state = RecordState::default();
+            for c in [&open, &pay] {
+                apply_bill(&mut state, c, &c.hlc).expect("setup applies");
+            }
+            let first = apply_bill(&mut state, order[0], &order[0].hlc).expect("first");
+            assert_eq!(first.fields["status"], json!("partly_refunded"));
+            let second = apply_bill(&mut state, order[1], &order[1].hlc).expect("second");
+            // The effective change reports the merged amounts and status.
+            assert_eq!(second.fields["refunded_total"], json!(200));
+            assert_eq!(second.fields["lines"], json!([line(2000)]));
+            assert_eq!(second.fields["status"], json!("refunded"));
+            assert_eq!(state.values["refunded_total"], json!(200));
+            assert_eq!(state.values["status"], json!("refunded"));
+        }
+        // A till's second partial refund carries no status; merged with
+        // another till's refund it completes the sale all the same.
+        let mut state = RecordState::default();
+        for c in [&open, &pay, &t1] {
+            apply_bill(&mut state, c, &c.hlc).expect("setup applies");
+        }
+        let second_part = bill(
+            25,
+            json!({"refunded_total": 200, "lines": [line(2000)]}),
+            json!({"refunded_total": 100, "lines": [line(1000)]}),
+        );
+        let done = apply_bill(&mut state, &second_part, &second_part.hlc).expect("applies");
+        assert_eq!(done.fields["status"], json!("refunded"));
+        assert_eq!(state.values["status"], json!("refunded"));
+
+        // A change that would take refunded amounts back is still refused.
+        let mut state = RecordState::default();
+        for c in [&open, &pay, &t1] {
+            apply_bill(&mut state, c, &c.hlc).expect("setup applies");
+        }
+        let back = bill(
+            30,
+            json!({"refunded_total": 0, "lines": [line(0)]}),
+            json!({"refunded_total": 100, "lines": [line(1000)]}),
+        );
+        let err = apply_bill(&mut state, &back, &back.hlc).expect_err("shrinks");
+        assert_eq!(err.reason, RejectReason::BillImmutable);
+    }
+
+    #[test]
+    fn a_void_and_a_refund_made_at_two_tills_at_once_both_stand() {
+        let open = bill(
+            10,
+            json!({"status": "open", "total": 200, "lines": [line(0)]}),
+            json!({}),
+        );
+        let pay = bill(11, json!({"status": "paid"}), json!({"status": "open"}));
+        let void = bill(
+            20,
+            json!({"status": "voided", "voided_at_ms": 20}),
+            json!({"status": "paid", "voided_at_ms": null}),
+        );
+        let refund = bill(
+            21,
+            json!({"status": "partly_refunded", "refunded_total": 100, "lines": [line(1000)]}),
+            json!({"status": "paid", "refunded_total": 0, "lines": [line(0)]}),
+        );
+        for order in [[&void, &refund], [&refund, &void]] {
+            let mut state = RecordState::default();
+            for c in [&open, &pay, order[0], order[1]] {
+                apply_bill(&mut state, c, &c.hlc).expect("applies");
+            }
+            assert_eq!(state.values["status"], json!("voided"));
+            assert_eq!(state.values["voided_at_ms"], json!(20));
+            assert_eq!(state.values["refunded_total"], json!(100));
+            assert_eq!(state.values["lines"], json!([line(1000)]));
         }
     }
 

@@ -5,10 +5,14 @@
 //!
 //! The rule (the server's log holds *effective* changes: each entry lists
 //! every field its change touched, valued as the server resolved it): a
-//! pulled field is applied unless a local change still waiting in the outbox
-//! touches it. That local change will reach the server, and its own entry,
+//! pulled field is applied unless a local change whose own entry is still to
+//! come touches it: one waiting in the outbox, or one the server accepted at
+//! a later sequence than the entry being applied (a sync that pushed it and
+//! was cut short before pulling that far). That local change's own entry,
 //! coming back in a later pull, carries the server's verdict for the field;
-//! so devices converge without keeping per-field clocks.
+//! so devices converge without keeping per-field clocks, and a till never
+//! shows an older state of its own records than the one it wrote (a voided
+//! bill never reads as open again).
 //!
 //! Guarantees:
 //! - pulled records go through the same row writers as local edits, so the
@@ -20,7 +24,19 @@
 //!   (`chain_pos` is NULL: the server verifies their chains), and the metrics
 //!   of every customer a pulled bill touches are recomputed from the bills
 //!   in the same transaction;
+//! - the local unique index on identity contacts stays whole: a pulled
+//!   contact a local live customer still holds is held as shared until the
+//!   key is free, and put back as the server holds it then (see `held`);
 //! - fields this build does not know are kept in the record's `extra`;
+//! - a merge (a customer entry setting `merged_into`, see `dedup`) carries
+//!   the loser's whole record and is taken as it is, whatever the local copy
+//!   or the outbox holds: the server froze the loser as that tombstone, and
+//!   a local edit of it still waiting is redirected to the survivor when it
+//!   arrives. This device's bills of the loser move to the survivor in the
+//!   same transaction (the unpushed ones too: the server redirects them when
+//!   they arrive), both customers' metrics are recomputed, and the tombstone
+//!   maps the old id to the survivor for every later read and sale
+//!   (`customers::resolve_live`);
 //! - an entry that cannot be applied (a record this device never saw
 //!   created) is recorded and skipped with a warning, never blocking the log.
 
@@ -30,6 +46,7 @@ use rusqlite::named_params;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::held;
 use super::protocol::ServerChange;
 use crate::bills::{self, Bill};
 use crate::changes::Change;
@@ -57,8 +74,8 @@ pub(crate) fn apply_page(w: &mut Writer<'_>, changes: &[ServerChange]) -> Result
         }
         record_remote(w, change)?;
         let did = match change.entity.as_str() {
-            customers::ENTITY => apply_customer(w, change)?,
-            bills::ENTITY => apply_bill(w, change)?,
+            customers::ENTITY => apply_customer(w, sc)?,
+            bills::ENTITY => apply_bill(w, sc)?,
             _ => None,
         };
         match did {
@@ -74,6 +91,7 @@ pub(crate) fn apply_page(w: &mut Writer<'_>, changes: &[ServerChange]) -> Result
             }
         }
     }
+    held::restore(w)?;
     Ok(applied)
 }
 
@@ -107,14 +125,19 @@ fn record_remote(w: &Writer<'_>, change: &Change) -> Result<()> {
     Ok(())
 }
 
-/// The fields that local changes still in the outbox touch on `entity_id`.
-fn pending_fields(w: &Writer<'_>, entity_id: &str) -> Result<BTreeSet<String>> {
+/// The fields of `entity_id` that local changes whose own log entry comes
+/// after `server_seq` touch: those still in the outbox, and those the server
+/// accepted later in its log than `server_seq`.
+fn pending_fields(w: &Writer<'_>, entity_id: &str, server_seq: i64) -> Result<BTreeSet<String>> {
     let mut stmt = w.tx.prepare_cached(
         "SELECT fields FROM changes
-         WHERE entity_id = ?1 AND pushed_at IS NULL AND origin = 'local'",
+         WHERE entity_id = ?1 AND origin = 'local'
+           AND (pushed_at IS NULL OR server_seq > ?2)",
     )?;
     let mut fields = BTreeSet::new();
-    for text in stmt.query_map([entity_id], |r| r.get::<_, String>(0))? {
+    for text in stmt.query_map(rusqlite::params![entity_id, server_seq], |r| {
+        r.get::<_, String>(0)
+    })? {
         let map: Map<String, Value> = serde_json::from_str(&text?)?;
         fields.extend(map.into_iter().map(|(k, _)| k));
     }
@@ -147,7 +170,8 @@ fn unknown_fields(change: &Change, known: &Value) -> Map<String, Value> {
         .collect()
 }
 
-fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
+/// `result` with a not-found error read as `None`.
+pub(super) fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
     match result {
         Ok(found) => Ok(Some(found)),
         Err(Error::NotFound { .. }) => Ok(None),
@@ -156,15 +180,31 @@ fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
 }
 
 /// Applies a pulled customer change; `None` when it cannot be applied.
-pub(super) fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
+pub(super) fn apply_customer(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
+    let change = &sc.change;
     let Ok(id) = change.entity_id.parse::<Uuid>() else {
         return Ok(None);
     };
-    let pending = pending_fields(w, &change.entity_id)?;
+    let survivor = match change.fields.get("merged_into").and_then(Value::as_str) {
+        Some(text) => match text.parse::<Uuid>() {
+            Ok(survivor) => Some(survivor),
+            Err(_) => return Ok(None),
+        },
+        None => None,
+    };
     let current = not_found_as_none(customers::load(w, id))?;
-    let mut base = match &current {
-        Some((_, c)) => as_object(customers::change_fields(c)?),
-        None => Map::new(),
+    // A merge entry carries the loser's whole record as the server froze it:
+    // it is taken as it is, over any local copy and any pending local edit.
+    let (mut base, pending) = match (&current, survivor) {
+        (_, Some(_)) => (Map::new(), BTreeSet::new()),
+        (Some((_, c)), None) => (
+            as_object(customers::change_fields(c)?),
+            pending_fields(w, &change.entity_id, sc.server_seq)?,
+        ),
+        (None, None) => (
+            Map::new(),
+            pending_fields(w, &change.entity_id, sc.server_seq)?,
+        ),
     };
     let changed = overlay(&mut base, change, &pending);
     if !changed && current.is_some() {
@@ -180,39 +220,61 @@ pub(super) fn apply_customer(w: &Writer<'_>, change: &Change) -> Result<Option<b
         return Ok(None);
     };
     let rid = current.as_ref().map(|(rid, _)| *rid);
-    // Two devices can each create a live customer with one phone or email
-    // offline; until the server's dedup merges them (and the merge flows
-    // here), the pulled one holds the contact as shared on this device.
+    // A contact this entry sets is the server's again; one a local live
+    // customer still holds is held as shared until the key is free (see
+    // `held`): the server never had both live at once, so it will be.
+    for field in held::FIELDS {
+        if change.fields.contains_key(field) && !pending.contains(field) {
+            held::release(w, &change.entity_id, field)?;
+        }
+    }
     for _ in 0..2 {
         match customers::check_unique(w, &after, rid) {
             Err(Error::Duplicate { field, .. }) => {
-                tracing::warn!(
-                    field,
-                    "pulled customer shares an identity contact; kept as shared"
-                );
+                tracing::debug!(field, "pulled customer's contact held as shared");
                 match field {
                     "phone" => after.phone.iter_mut().for_each(|p| p.shared = true),
                     _ => after.email.iter_mut().for_each(|e| e.shared = true),
                 }
+                held::hold(w, &change.entity_id, field)?;
             }
             other => other?,
         }
     }
     let rid = customers::write_row(w, rid, current.as_ref().map(|(_, c)| c), &after)?;
     let extra = unknown_fields(change, &customers::change_fields(&after)?);
-    if !extra.is_empty() {
+    if survivor.is_some() {
+        w.tx.prepare_cached("UPDATE customers SET extra = ?1 WHERE rid = ?2")?
+            .execute(rusqlite::params![serde_json::to_string(&extra)?, rid])?;
+    } else if !extra.is_empty() {
         w.tx.prepare_cached("UPDATE customers SET extra = json_patch(extra, ?1) WHERE rid = ?2")?
             .execute(rusqlite::params![serde_json::to_string(&extra)?, rid])?;
+    }
+    if let Some(survivor) = survivor {
+        take_over_bills(w, id, survivor)?;
     }
     Ok(Some(true))
 }
 
+/// A pulled merge of `loser` into `survivor`: this device's bills of the
+/// loser move to the survivor, and both customers' metrics follow.
+fn take_over_bills(w: &Writer<'_>, loser: Uuid, survivor: Uuid) -> Result<()> {
+    let (loser, survivor) = (loser.to_string(), survivor.to_string());
+    w.tx.prepare_cached("UPDATE bills SET customer_id = ?2 WHERE customer_id = ?1")?
+        .execute([&loser, &survivor])?;
+    for customer in [&loser, &survivor] {
+        crate::metrics::recompute(w, customer)?;
+    }
+    Ok(())
+}
+
 /// Applies a pulled bill change; `None` when it cannot be applied.
-pub(super) fn apply_bill(w: &Writer<'_>, change: &Change) -> Result<Option<bool>> {
+pub(super) fn apply_bill(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
+    let change = &sc.change;
     if change.entity_id.parse::<Uuid>().is_err() {
         return Ok(None);
     }
-    let pending = pending_fields(w, &change.entity_id)?;
+    let pending = pending_fields(w, &change.entity_id, sc.server_seq)?;
     let current = not_found_as_none(bills::load(&w.tx, &change.entity_id, false))?;
     let mut base = match &current {
         Some((_, b)) => as_object(bills::change_fields(b)?),

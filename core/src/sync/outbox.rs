@@ -5,7 +5,8 @@
 //!
 //! Guarantees:
 //! - a change leaves the outbox only in the transaction that records the
-//!   server's answer for it: acknowledged (`pushed_at` set) or quarantined
+//!   server's answer for it: acknowledged (`pushed_at` set, with the
+//!   `server_seq` of its log entry when accepted) or quarantined
 //!   (`pushed_at` set *and* a quarantine row with the reason), so a
 //!   rejected change is never pushed again and never blocks the ones behind
 //!   it, and a lost answer means the change is simply pushed again (the
@@ -47,7 +48,8 @@ pub(crate) fn record_results(
     results: &[PushResult],
 ) -> Result<(usize, usize)> {
     let mut ack = w.tx.prepare_cached(
-        "UPDATE changes SET pushed_at = :now WHERE seq = :seq AND pushed_at IS NULL",
+        "UPDATE changes SET pushed_at = :now, server_seq = :server_seq
+         WHERE seq = :seq AND pushed_at IS NULL",
     )?;
     let mut quarantine = w.tx.prepare_cached(
         "INSERT INTO quarantine (change_id, reason, message, at)
@@ -55,7 +57,13 @@ pub(crate) fn record_results(
     )?;
     let (mut acked, mut rejected) = (0, 0);
     for ((seq, change), result) in sent.iter().zip(results) {
-        ack.execute(named_params! { ":now": w.now_ms, ":seq": seq })?;
+        let server_seq = match &result.outcome {
+            PushOutcome::Accepted { server_seq } | PushOutcome::Duplicate { server_seq } => {
+                Some(*server_seq)
+            }
+            PushOutcome::Rejected { .. } => None,
+        };
+        ack.execute(named_params! { ":now": w.now_ms, ":seq": seq, ":server_seq": server_seq })?;
         match &result.outcome {
             PushOutcome::Accepted { .. } | PushOutcome::Duplicate { .. } => acked += 1,
             PushOutcome::Rejected { reason, message } => {

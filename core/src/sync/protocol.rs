@@ -165,7 +165,9 @@ pub struct PullResponse {
 /// conflict carries the winner's value), and `before` their values just
 /// before. Applying a device's log pages in order therefore reproduces the
 /// server's state, and a device learns the fate of its own pushed changes
-/// when their entries come back.
+/// when their entries come back. The server logs changes of its own in the
+/// same form: the merges of exact-key dedup (device `server`, see
+/// [`super::dedup`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerChange {
     /// Position in the tenant's log.
@@ -175,6 +177,36 @@ pub struct ServerChange {
     #[serde(flatten)]
     pub change: Change,
 }
+
+/// `GET /v1/wait?cursor=N&timeout_ms=M`: a long poll. The server answers as
+/// soon as the device's scope holds a change after `cursor`, or when the
+/// timeout runs out, whichever comes first; a till waits, pulls when told
+/// there are changes, and waits again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitRequest {
+    /// The device's pull cursor.
+    #[serde(default)]
+    pub cursor: i64,
+    /// How long to wait at most, in milliseconds; the server caps it (at
+    /// [`DEFAULT_WAIT_MS`] unless configured otherwise) and uses the cap
+    /// when absent.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The answer to a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitResponse {
+    /// The device's scope holds a change after the cursor: pull now. When
+    /// false the wait timed out with nothing new; wait again.
+    pub changes: bool,
+}
+
+/// The longest a wait lasts unless the server is configured otherwise: 25 s,
+/// under the 30 s request timeouts of server and client and under the 60 s
+/// idle timeouts common in proxies and NAT tables, so an idle wait ends with
+/// an answer instead of a cut connection.
+pub const DEFAULT_WAIT_MS: u64 = 25_000;
 
 /// Most records one bootstrap page returns, whatever the client asks for.
 pub const MAX_BOOTSTRAP_PAGE: u32 = 5_000;

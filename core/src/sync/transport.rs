@@ -19,7 +19,7 @@ use super::client::{SyncConfig, SyncObserver};
 use super::error::SyncError;
 use super::protocol::{
     BootstrapPage, ErrorBody, ErrorCode, HistoryPage, PullResponse, PushRequest, PushResponse,
-    PROTOCOL_HEADER, PROTOCOL_VERSION,
+    WaitResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
 };
 use crate::changes::Change;
 
@@ -34,6 +34,7 @@ pub(crate) struct Transport {
     http: reqwest::Client,
     base: String,
     token: String,
+    request_timeout: Duration,
     max_attempts: u32,
     base_delay: Duration,
     max_delay: Duration,
@@ -72,6 +73,7 @@ impl Transport {
             http,
             base,
             token: config.token.clone(),
+            request_timeout: config.request_timeout,
             max_attempts: config.max_attempts.max(1),
             base_delay: config.base_delay,
             max_delay: config.max_delay,
@@ -132,6 +134,22 @@ impl Transport {
         let mut query = vec![("limit", limit.to_string())];
         query.extend(after.map(|a| ("after", a.to_owned())));
         self.send(|| self.http.get(&url).query(&query), observer)
+            .await
+    }
+
+    /// `GET /v1/wait` after `cursor`, for up to `timeout`: whether the
+    /// server has changes for this device. The request may take the whole
+    /// wait plus the usual request time.
+    pub(crate) async fn wait(
+        &self,
+        cursor: i64,
+        timeout: Duration,
+        observer: &dyn SyncObserver,
+    ) -> Result<WaitResponse, SyncError> {
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let url = format!("{}/v1/wait?cursor={cursor}&timeout_ms={millis}", self.base);
+        let limit = timeout.saturating_add(self.request_timeout);
+        self.send(|| self.http.get(&url).timeout(limit), observer)
             .await
     }
 

@@ -35,21 +35,38 @@
 //! deleted, and pulls read it in the same snapshot as the log, so a pull
 //! either sees the whole log after its cursor or is told to bootstrap again
 //! ([`StorageError::BehindHorizon`]); it is never given a partial log.
+//! Merge records are kept whole, and so are the two log entries each one
+//! names (the loser's tombstone and the survivor's entry): undoing a merge
+//! starts from them, so compaction skips them (a pull never reads below its
+//! cursor, so they are never served).
 //!
 //! **Snapshots are current state.** A bootstrap page is the records' state
 //! when the page is read, in id order (see
 //! `till_core::sync::protocol::BootstrapPage` for why that is enough).
 //!
-//! Resolution itself is not the backend's business: a backend loads the
-//! current state, calls [`crate::sync::apply::resolve`], and stores what it
-//! returns. Every backend thus applies identical rules.
+//! Resolution itself is not the backend's business: a backend redirects the
+//! change ([`dedup::redirect`]: a change of a merged-away customer lands on
+//! its survivor), loads the current state, calls
+//! [`crate::sync::apply::resolve`], and stores what it returns; after a
+//! customer change it runs [`dedup::merge_cluster`] in the same transaction,
+//! through a [`dedup::Ledger`] over its tables, so a merge is committed (and
+//! sequenced) with the change that caused it. Every backend thus applies
+//! identical rules.
+//!
+//! **Dedup** also keeps, per tenant: each live customer's identity keys, the
+//! aliases merges left (keys that stay with a survivor), each customer's
+//! `merged_into`, and one [`MergeRecord`] per customer folded into another.
 //!
 //! [`RecordState`]: till_core::sync::conflict::RecordState
+//! [`dedup::redirect`]: till_core::sync::dedup::redirect
+//! [`dedup::merge_cluster`]: till_core::sync::dedup::merge_cluster
+//! [`dedup::Ledger`]: till_core::sync::dedup::Ledger
 
 pub mod sqlite;
 
 use async_trait::async_trait;
 use serde_json::value::RawValue;
+use till_core::sync::dedup::MergeRecord;
 use till_core::sync::protocol::{HistoryPage, PullResponse, PushOutcome, SnapshotRecord};
 use till_core::Change;
 
@@ -215,6 +232,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> StorageResult<PullResponse>;
 
+    /// Whether the log holds a change visible to `scope` after `cursor`,
+    /// read from the database (not from anything cached), so a long-poll
+    /// wait's answer is true when given even with several server instances
+    /// on one database. Fails with [`StorageError::CursorAhead`] as
+    /// [`Storage::pull`] does.
+    async fn changes_after(&self, scope: &DeviceScope, cursor: i64) -> StorageResult<bool>;
+
+    /// The merges customer `customer_id` of `tenant` took part in, as
+    /// survivor or loser, oldest first.
+    async fn merges(&self, tenant: &str, customer_id: &str) -> StorageResult<Vec<MergeRecord>>;
+
     /// One page of a snapshot of `scope`'s records, at most `limit`: from
     /// the start of a new snapshot at the current head when `from` is
     /// `None`, else after `from`. A snapshot older than the horizon (or
@@ -228,7 +256,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// Up to `limit` bills of customer `customer_id` of `scope`'s tenant,
     /// from every store, newest (greatest id) first, after bill id `after`
-    /// (exclusive). An unknown customer has no bills.
+    /// (exclusive). A merged-away customer's id reads its survivor's bills;
+    /// an unknown customer has no bills.
     async fn customer_bills(
         &self,
         scope: &DeviceScope,

@@ -203,36 +203,6 @@ pub fn resolve(
     })
 }
 
-/// The identity keys dedup looks customers up by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityKeys {
-    /// Canonical phone, unless shared.
-    pub phone_e164: Option<String>,
-    /// Canonical email, unless shared.
-    pub email: Option<String>,
-    /// Neither deleted nor merged.
-    pub live: bool,
-}
-
-/// The identity keys of a customer's merge state.
-pub fn identity_keys(state: &RecordState) -> IdentityKeys {
-    let key = |field: &str, canonical: &str| {
-        state
-            .values
-            .get(field)
-            .filter(|v| !v.get("shared").and_then(Value::as_bool).unwrap_or(false))
-            .and_then(|v| v.get(canonical))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let unset = |field: &str| state.values.get(field).is_none_or(Value::is_null);
-    IdentityKeys {
-        phone_e164: key("phone", "e164"),
-        email: key("email", "canonical"),
-        live: unset("deleted_at_ms") && unset("merged_into"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,26 +326,5 @@ mod tests {
         )
         .expect("checks");
         assert!(!resolve(&me, &fine, None, now).expect("accepted").clamped);
-    }
-
-    #[test]
-    fn identity_keys_skip_shared_contacts_and_dead_records() {
-        let mut state = RecordState {
-            values: json!({
-                "phone": {"raw": "1", "e164": "+911", "shared": false},
-                "email": {"raw": "a@b.co", "canonical": "a@b.co", "shared": true},
-                "deleted_at_ms": null,
-            })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-            ..RecordState::default()
-        };
-        let keys = identity_keys(&state);
-        assert_eq!(keys.phone_e164.as_deref(), Some("+911"));
-        assert_eq!(keys.email, None);
-        assert!(keys.live);
-        state.values.insert("deleted_at_ms".into(), json!(5));
-        assert!(!identity_keys(&state).live);
     }
 }

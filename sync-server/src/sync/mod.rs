@@ -1,7 +1,8 @@
-//! The sync endpoints under `/v1`: push and pull here, bootstrap and a
-//! customer's history in their own modules. Handlers only translate
-//! between HTTP and the storage interface; the rules live in [`apply`] (and
-//! below it in till-core), the transactions in the storage backend.
+//! The sync endpoints under `/v1`: push and pull here, the long-poll wait in
+//! [`wait`], bootstrap and a customer's history in their own modules.
+//! Handlers only translate between HTTP and the storage interface; the rules
+//! live in [`apply`] (and below it in till-core), the transactions in the
+//! storage backend.
 //!
 //! Logged per request: ids and counts, never bodies.
 
@@ -9,11 +10,16 @@ pub mod apply;
 pub mod bootstrap;
 pub mod history;
 pub mod snapshot;
+pub mod wait;
+
+use std::sync::Arc;
 
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::Json;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use till_core::clock::Hlc;
+use till_core::sync::conflict::{self, MAX_CLOCK_AHEAD_MS};
 use till_core::sync::protocol::{
     PullRequest, PullResponse, PushOutcome, PushRequest, PushResponse, PushResult,
     DEFAULT_PULL_PAGE, MAX_PULL_PAGE, MAX_PUSH_BATCH,
@@ -42,6 +48,7 @@ pub async fn push(
     scope: DeviceScope,
     ApiJson(request): ApiJson<PushRequest<Value>>,
 ) -> Result<Json<PushResponse>, ApiError> {
+    let now = crate::now_ms();
     let total = request.changes.len();
     if total > MAX_PUSH_BATCH {
         return Err(ApiError::BatchTooLarge {
@@ -69,7 +76,29 @@ pub async fn push(
         }
     }
     let ids: Vec<String> = checked.iter().map(|c| c.change_id.to_string()).collect();
-    let outcomes = state.storage.push(&scope, checked, crate::now_ms()).await?;
+    let ahead: Vec<bool> = checked.iter().map(|c| runs_ahead(c, now)).collect();
+    // Stored and announced in a task of its own: a batch whose request
+    // times out or whose client goes away still commits (its blocking work
+    // runs on), and the waits of its tenant still hear of it.
+    let (storage, waiters, pusher) = (
+        Arc::clone(&state.storage),
+        Arc::clone(&state.waiters),
+        scope.clone(),
+    );
+    let outcomes = tokio::spawn(async move {
+        let outcomes = storage.push(&pusher, checked, now).await?;
+        if let Some(head) = outcomes.iter().filter_map(accepted_seq).max() {
+            waiters.notify(&pusher.tenant, head);
+        }
+        Ok::<_, ApiError>(outcomes)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("push task: {e}")))??;
+    let clamped = outcomes
+        .iter()
+        .zip(ahead)
+        .filter(|(outcome, ahead)| *ahead && accepted_seq(outcome).is_some())
+        .count();
     let mut stored = ids.into_iter().zip(outcomes);
     let results: Vec<PushResult> = results
         .into_iter()
@@ -86,8 +115,28 @@ pub async fn push(
         .iter()
         .filter(|r| matches!(r.outcome, PushOutcome::Rejected { .. }))
         .count();
-    tracing::info!(changes = total, rejected, "push");
+    state
+        .metrics
+        .pushed(&results, u64::try_from(clamped).unwrap_or(u64::MAX));
+    tracing::info!(changes = total, rejected, clamped, "push");
     Ok(Json(PushResponse { results }))
+}
+
+/// The sequence of an accepted change.
+fn accepted_seq(outcome: &PushOutcome) -> Option<i64> {
+    match outcome {
+        PushOutcome::Accepted { server_seq } => Some(*server_seq),
+        _ => None,
+    }
+}
+
+/// Whether storage clamps `change`'s stamp when it accepts it at `now_ms`:
+/// the same rule [`apply::resolve`] applies, asked here to count clamps.
+fn runs_ahead(change: &till_core::Change, now_ms: i64) -> bool {
+    change
+        .hlc
+        .parse::<Hlc>()
+        .is_ok_and(|stamp| conflict::clamp(&stamp, now_ms, MAX_CLOCK_AHEAD_MS).is_some())
 }
 
 /// `GET /v1/pull?cursor=N&limit=M`: the next page of the device's scope.
@@ -102,6 +151,7 @@ pub async fn pull(
     }
     let limit = page_limit(request.limit, DEFAULT_PULL_PAGE, MAX_PULL_PAGE)?;
     let page = state.storage.pull(&scope, request.cursor, limit).await?;
+    state.metrics.pulled(page.changes.len());
     tracing::info!(
         cursor = request.cursor,
         changes = page.changes.len(),

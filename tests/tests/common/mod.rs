@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod inspect;
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +27,19 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     pub data: PathBuf,
+    /// The running server's state (its figures among it).
+    pub state: AppState,
 }
 
 impl Server {
     /// A new server over `data` with tenant `t1` holding stores S1 and S2.
     pub fn start(data: &Path) -> Server {
-        let server = Server::open(data);
+        Server::start_with(data, Limits::default())
+    }
+
+    /// [`Server::start`] with `limits`.
+    pub fn start_with(data: &Path, limits: Limits) -> Server {
+        let server = Server::open_with(data, limits);
         let now = now_ms();
         server.block(async {
             server
@@ -50,6 +60,11 @@ impl Server {
 
     /// The server over an existing data directory.
     pub fn open(data: &Path) -> Server {
+        Server::open_with(data, Limits::default())
+    }
+
+    /// [`Server::open`] with `limits`.
+    pub fn open_with(data: &Path, limits: Limits) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -64,8 +79,8 @@ impl Server {
             (listener, url)
         });
         let (stop, stopped) = oneshot::channel::<()>();
-        let state = AppState::new(Arc::new(storage.clone()), Limits::default());
-        let task = runtime.spawn(serve(listener, state, async {
+        let state = AppState::new(Arc::new(storage.clone()), limits);
+        let task = runtime.spawn(serve(listener, state.clone(), async {
             stopped.await.ok();
         }));
         Server {
@@ -75,6 +90,7 @@ impl Server {
             stop: Some(stop),
             task: Some(task),
             data: data.to_owned(),
+            state,
         }
     }
 
@@ -98,6 +114,11 @@ impl Server {
         token
     }
 
+    /// Long-poll waits open on the server now.
+    pub fn waiters_open(&self) -> i64 {
+        self.state.metrics.waiters().get()
+    }
+
     /// Stops accepting, finishes in-flight requests, and returns.
     pub fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -118,15 +139,22 @@ pub struct Till {
 impl Till {
     /// A till `store`/`device` of `t1`, with its file in `dir`.
     pub fn new(server: &Server, dir: &Path, store: &str, device: &str) -> Till {
-        let path = dir.join(format!("{store}-{device}.db"));
-        let db = Store::open(StoreOptions::new(path, "t1", store, device)).expect("till");
-        db.set_staff("priya").expect("staff");
+        let db = Till::open_store(dir, store, device);
         let mut config = SyncConfig::new(server.url.clone(), server.enroll(store, device));
         config.base_delay = Duration::from_millis(5);
         config.max_delay = Duration::from_millis(50);
         config.max_attempts = 3;
         config.request_timeout = Duration::from_secs(10);
         Till { store: db, config }
+    }
+
+    /// Opens (again, once it was closed) the store file of till
+    /// `store`/`device` of `t1` in `dir`, with a cashier signed in.
+    pub fn open_store(dir: &Path, store: &str, device: &str) -> Store {
+        let path = dir.join(format!("{store}-{device}.db"));
+        let db = Store::open(StoreOptions::new(path, "t1", store, device)).expect("till");
+        db.set_staff("priya").expect("staff");
+        db
     }
 
     /// Syncs; the sync must complete.
