@@ -928,8 +928,13 @@ async fn compaction_cuts_the_log_and_refuses_pulls_behind_it() {
     ] {
         let (got, body) = server.pull(&t1, &format!("cursor={cursor}")).await;
         assert_eq!(got, status, "cursor {cursor}: {body}");
+        // A long-poll wait from behind the horizon is told the same at once.
+        let query = format!("cursor={cursor}&timeout_ms=0");
+        let (waited, wait_body) = server.wait(&t1, &query).await;
+        assert_eq!(waited, status, "wait from {cursor}: {wait_body}");
         if status == StatusCode::GONE {
             assert_eq!(body["code"], json!("rebootstrap_required"));
+            assert_eq!(wait_body["code"], json!("rebootstrap_required"));
         }
     }
     let (_, page) = server.pull(&t1, "cursor=4").await;

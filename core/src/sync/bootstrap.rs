@@ -4,17 +4,21 @@
 //! followed by a pull from the snapshot's sequence is exact).
 //!
 //! Each page goes through the same appliers as pulled changes (`incoming`):
-//! a snapshot record is the effective change that sets every field the
-//! server holds, so the rule that a field a pending local change touches
-//! keeps its local value holds here too, and a long-offline device keeps
-//! its unsynced edits until their own entries come back in later pulls.
+//! a snapshot record is the effective change, at the snapshot's sequence,
+//! that sets every field the server holds, so the rule that a field keeps
+//! its local value while a local change whose own entry comes later touches
+//! it holds here too, and a long-offline device keeps its unsynced edits
+//! until their own entries come back in later pulls. A merged-away
+//! customer comes as its tombstone (`merged_into` set), which maps its id
+//! to the survivor as a pulled merge does.
 //!
 //! Guarantees:
 //! - a page is applied and the bootstrap's progress recorded in the
 //!   caller's one transaction; the cursor moves to the snapshot's sequence
 //!   only with the last page (see `outbox`), so a bootstrap cut short at any
 //!   point resumes where it stopped and never claims to be caught up;
-//! - a bill new to the device is written as the snapshot has it, and the
+//! - a bill new to the device, with no local change waiting, is written
+//!   as the snapshot has it (decoded off the writer, see [`prepare`]), and the
 //!   customers' metrics are recomputed from the bills in one pass in the
 //!   last page's transaction: moving them bill by bill cost about a tenth
 //!   of a bootstrap (`cargo bench -p till-sync-server --bench sync`), and

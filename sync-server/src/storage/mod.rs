@@ -235,8 +235,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the log holds a change visible to `scope` after `cursor`,
     /// read from the database (not from anything cached), so a long-poll
     /// wait's answer is true when given even with several server instances
-    /// on one database. Fails with [`StorageError::CursorAhead`] as
-    /// [`Storage::pull`] does.
+    /// on one database. Fails with [`StorageError::CursorAhead`] and
+    /// [`StorageError::BehindHorizon`] as [`Storage::pull`] does.
     async fn changes_after(&self, scope: &DeviceScope, cursor: i64) -> StorageResult<bool>;
 
     /// The merges customer `customer_id` of `tenant` took part in, as
