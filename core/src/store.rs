@@ -345,6 +345,10 @@ fn configure(conn: &Connection) -> Result<()> {
         true,
     )?;
     conn.set_prepared_statement_cache_capacity(64);
+    // Statement journals in memory: inside a transaction of many statements
+    // (a pulled page, a bootstrap page) every statement journals the pages
+    // it changes, and in a file that was a write system call per page.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 

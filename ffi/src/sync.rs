@@ -23,6 +23,8 @@ mirror_enum!(
     SyncPhase = core::sync::SyncPhase {
         /// Sending the outbox.
         Push,
+        /// Applying a snapshot of the device's scope (a new or long-offline device).
+        Bootstrap,
         /// Fetching and applying server changes.
         Pull,
         /// Recording the outcome.
@@ -59,6 +61,8 @@ pub struct SyncSummary {
     pub applied: u64,
     /// Pages pulled.
     pub pages: u64,
+    /// Snapshot records applied by a bootstrap.
+    pub bootstrapped: u64,
     /// The last server sequence applied.
     pub cursor: i64,
 }
@@ -146,6 +150,7 @@ impl From<core::SyncSummary> for SyncSummary {
             pulled: s.pulled as u64,
             applied: s.applied as u64,
             pages: s.pages as u64,
+            bootstrapped: s.bootstrapped as u64,
             cursor: s.cursor,
         }
     }

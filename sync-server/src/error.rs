@@ -73,7 +73,9 @@ pub enum ApiError {
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::CursorAhead { .. } => ApiError::RebootstrapRequired(e.to_string()),
+            StorageError::CursorAhead { .. } | StorageError::BehindHorizon { .. } => {
+                ApiError::RebootstrapRequired(e.to_string())
+            }
             other => ApiError::Storage(other.to_string()),
         }
     }

@@ -8,8 +8,9 @@
 //! tests start the same server on 127.0.0.1 port 0.
 //!
 //! Layers, outermost first: request id, tracing span (ids only), metrics,
-//! timeout, gzip in and out, body size limit; then the `/v1` routes check
-//! the protocol version before anything else, pushes and pulls take a
+//! timeout, gzip or zstd in and out, body size limit; then the `/v1` routes check
+//! the protocol version before anything else, pushes, pulls, bootstrap
+//! pages and histories take a
 //! permit of the shared concurrency limit, and the token lookup takes a
 //! cell of the device's rate limit ([`ratelimit`]).
 
@@ -160,6 +161,16 @@ fn routes(
             v1(get(sync::pull).route_layer(busy.clone())),
         ),
         (Method::GET, "/v1/wait", v1(get(sync::wait::wait))),
+        (
+            Method::GET,
+            "/v1/bootstrap",
+            v1(get(sync::bootstrap::bootstrap).route_layer(busy.clone())),
+        ),
+        (
+            Method::GET,
+            "/v1/customers/{id}/bills",
+            v1(get(sync::history::customer_bills).route_layer(busy.clone())),
+        ),
         (Method::GET, "/healthz", get(|| async { "ok" })),
         (Method::GET, "/readyz", get(readyz)),
         (Method::GET, "/metrics", get(metrics::serve)),

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use till_sync_server::auth::{self, DeviceScope};
 use till_sync_server::ratelimit::RateLimit;
 use till_sync_server::storage::sqlite::SqliteStorage;
-use till_sync_server::storage::Storage;
+use till_sync_server::storage::{Horizon, Storage};
 use till_sync_server::{now_ms, serve, AppState, Limits};
 
 #[derive(Debug, Parser)]
@@ -48,6 +48,9 @@ enum Command {
     /// Manages devices and their tokens.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Manages a tenant's change log.
+    #[command(subcommand)]
+    Log(LogCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -161,6 +164,41 @@ enum DeviceCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum LogCommand {
+    /// Drops a tenant's log entries up to a horizon, keeping every record's
+    /// state. Devices whose cursor is older bootstrap again, keeping their
+    /// unsynced changes.
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("horizon").required(true)))]
+struct CompactArgs {
+    /// The tenant.
+    #[arg(long)]
+    tenant: String,
+    /// Drop every entry at or below this server sequence.
+    #[arg(long, group = "horizon")]
+    through_seq: Option<i64>,
+    /// Drop every entry of a change received more than this many days ago.
+    #[arg(long, group = "horizon")]
+    older_than_days: Option<u32>,
+}
+
+impl CompactArgs {
+    fn horizon(&self) -> Result<Horizon, String> {
+        match (self.through_seq, self.older_than_days) {
+            (Some(seq), _) if seq < 0 => Err("--through-seq must not be negative".into()),
+            (Some(seq), _) => Ok(Horizon::Seq(seq)),
+            (None, Some(days)) => Ok(Horizon::ReceivedBefore(
+                now_ms() - i64::from(days) * 86_400_000,
+            )),
+            (None, None) => Err("give --through-seq or --older-than-days".into()),
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct DeviceArgs {
     /// The tenant.
@@ -263,6 +301,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             let scope = args.scope()?;
             storage.revoke_device(&scope, now_ms()).await.map_err(err)?;
             println!("revoked {}/{}/{}", scope.tenant, scope.store, scope.device);
+            Ok(())
+        }
+        Command::Log(LogCommand::Compact(args)) => {
+            let horizon = args.horizon()?;
+            let done = storage.compact(&args.tenant, horizon).await.map_err(err)?;
+            println!(
+                "compacted {}: horizon {} of {}, {} log entries removed",
+                args.tenant, done.horizon, done.head, done.removed
+            );
             Ok(())
         }
         Command::Device(DeviceCommand::List { tenant }) => {

@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use till_core::sync::protocol::{MAX_PUSH_BATCH, PROTOCOL_HEADER};
 use till_sync_server::auth;
-use till_sync_server::storage::Storage;
+use till_sync_server::storage::{Horizon, Storage, StorageError};
 use till_sync_server::{now_ms, Limits};
 use uuid::Uuid;
 
@@ -22,6 +22,13 @@ fn outcome(result: &Value) -> (&str, Option<&str>) {
         result["outcome"].as_str().expect("outcome"),
         result["reason"].as_str(),
     )
+}
+
+fn ids_of_records(records: &[Value]) -> Vec<&str> {
+    records
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect()
 }
 
 fn ids_of(changes: &[Value]) -> Vec<&str> {
@@ -282,9 +289,13 @@ async fn requests_without_a_valid_token_are_refused_on_every_endpoint() {
     let server = Server::start().await;
     let token = server.enroll("t1", "S1", "T1").await;
     let unknown = auth::new_token();
+    let history = format!("/v1/customers/{}/bills", Uuid::now_v7());
     let endpoints = [
         (Method::POST, "/v1/push"),
         (Method::GET, "/v1/pull?cursor=0"),
+        (Method::GET, "/v1/wait?cursor=0&timeout_ms=0"),
+        (Method::GET, "/v1/bootstrap"),
+        (Method::GET, history.as_str()),
     ];
     for (method, path) in &endpoints {
         let (status, _) = send_auth(
@@ -355,11 +366,11 @@ async fn no_device_reads_or_writes_another_tenants_or_stores_data() {
     let till_s1 = till(server.dir.path(), "t1", "S1", "T1");
     let till_s2 = till(server.dir.path(), "t1", "S2", "T1");
     let (customer, bill) = customer_with_bill(&till_s1, "Asha Rao", "98765 43210");
-    let (_, s2_bill) = customer_with_bill(&till_s2, "Ravi", "98765 43219");
+    let (s2_customer, s2_bill) = customer_with_bill(&till_s2, "Ravi", "98765 43219");
     server
         .push_ok(&s1, outbox(&till_s1, &[customer.clone(), bill.clone()]))
         .await;
-    let s2_changes = outbox(&till_s2, std::slice::from_ref(&s2_bill));
+    let s2_changes = outbox(&till_s2, &[s2_customer.clone(), s2_bill.clone()]);
     server.push_ok(&s2, s2_changes.clone()).await;
     let (baseline, head) = server.pull_all(&s1, 100).await;
     let wall = now_ms();
@@ -476,6 +487,85 @@ async fn no_device_reads_or_writes_another_tenants_or_stores_data() {
             (status, Some(code)),
             "{query}"
         );
+    }
+
+    // A snapshot holds the tenant's customers and the store's bills only,
+    // whatever the query or a forged position says.
+    let (records, _, _) = server.bootstrap_all(&s1, 100, async |_| {}).await;
+    let mut ids = ids_of_records(&records);
+    ids.sort_unstable();
+    let mut expected = vec![customer.as_str(), bill.as_str(), s2_customer.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "t1 customers and S1 bills");
+    let (_, forged) = server
+        .get(&s1, "/v1/bootstrap?limit=100&tenant=t2&store=S2")
+        .await;
+    assert_eq!(
+        ids_of_records(forged["records"].as_array().expect("records")).len(),
+        3
+    );
+    let (_, theirs) = server.get(&other, "/v1/bootstrap").await;
+    assert_eq!(
+        ids_of_records(theirs["records"].as_array().expect("records")),
+        vec![customer.as_str()],
+        "t2 sees its own record under the same id, never t1's"
+    );
+    assert_eq!(theirs["records"][0]["fields"]["name"], json!("Mallory"));
+    let (_, forged) = server
+        .get(&other, &format!("/v1/bootstrap?after=0.c.{}", Uuid::nil()))
+        .await;
+    assert_eq!(
+        ids_of_records(forged["records"].as_array().expect("records")),
+        vec![customer.as_str()],
+        "a forged position reads the token's scope"
+    );
+    assert_eq!(forged["records"][0]["fields"]["name"], json!("Mallory"));
+
+    // A customer's history covers every store of the token's tenant only.
+    let path = format!("/v1/customers/{customer}/bills");
+    let (status, mine) = server.get(&s2, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        ids_of_records(mine["bills"].as_array().expect("bills")),
+        vec![bill.as_str()]
+    );
+    let (status, none) = server.get(&other, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(none["bills"], json!([]), "another tenant sees no bills");
+    for (path, status, code) in [
+        (
+            "/v1/bootstrap?after=garbage",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/v1/bootstrap?limit=0",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/v1/bootstrap?after=999999.c.00000000-0000-0000-0000-000000000000",
+            StatusCode::GONE,
+            "rebootstrap_required",
+        ),
+        (
+            "/v1/customers/42/bills",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            &format!("{path}?after=x"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            &format!("{path}?limit=0"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ] {
+        let (got, body) = server.get(&s1, path).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{path}");
     }
     server.stop().await;
 }
@@ -677,4 +767,381 @@ async fn concurrent_pushes_never_make_a_concurrent_pull_skip_a_change() {
         Ok(server) => server.stop().await,
         Err(_) => panic!("server still shared"),
     }
+}
+
+/// A customer change of `node` at `wall` creating `id` named `name`.
+fn named(node: &str, id: &str, name: &str, wall: i64) -> Value {
+    let mut c = change(node, "customer", id, json!({ "name": name }), wall);
+    c["op"] = json!("create");
+    c
+}
+
+#[tokio::test]
+async fn a_bootstrap_sends_each_record_once_and_a_pull_from_its_seq_catches_up() {
+    let server = Server::start().await;
+    let s1 = server.enroll("t1", "S1", "T1").await;
+    let s2 = server.enroll("t1", "S2", "T1").await;
+    let till_s1 = till(server.dir.path(), "t1", "S1", "T1");
+    let till_s2 = till(server.dir.path(), "t1", "S2", "T1");
+    let mut customers = Vec::new();
+    let mut bills = Vec::new();
+    for i in 0..4 {
+        let (c, b) = customer_with_bill(&till_s1, &format!("Asha {i}"), &format!("98765 4321{i}"));
+        server
+            .push_ok(&s1, outbox(&till_s1, &[c.clone(), b.clone()]))
+            .await;
+        customers.push(c);
+        bills.push(b);
+    }
+    let (c, b) = customer_with_bill(&till_s2, "Ravi", "98765 43299");
+    server.push_ok(&s2, outbox(&till_s2, &[c.clone(), b])).await;
+    customers.push(c);
+
+    // Pages of 3 cross from customers into bills mid-page. Between pages
+    // another device renames a customer already sent and one not sent yet,
+    // and creates one more.
+    let late = Uuid::now_v7().to_string();
+    let wall = now_ms();
+    let (first, last) = (customers[0].clone(), customers[4].clone());
+    let (records, snapshot_seq, pages) = server
+        .bootstrap_all(&s1, 3, async |page| {
+            if page == 1 {
+                let edits = vec![
+                    change(
+                        "S2/T1",
+                        "customer",
+                        &first,
+                        json!({"name": "First Renamed"}),
+                        wall,
+                    ),
+                    change(
+                        "S2/T1",
+                        "customer",
+                        &last,
+                        json!({"name": "Last Renamed"}),
+                        wall,
+                    ),
+                    named("S2/T1", &late, "Late", wall),
+                ];
+                let results = server.push_ok(&s2, edits).await;
+                assert!(
+                    results.iter().all(|r| outcome(r).0 == "accepted"),
+                    "{results:?}"
+                );
+            }
+        })
+        .await;
+    assert_eq!(snapshot_seq, 10, "the head when the snapshot started");
+    // The late customer's id sorts after the first page: it is in too, and
+    // its creation comes again in the pull, where it changes nothing.
+    assert_eq!((records.len(), pages), (10, 4));
+    assert!(records.iter().any(|r| r["id"] == json!(late)));
+    let mut ids = ids_of_records(&records);
+    let before_late: Vec<&str> = ids.iter().copied().filter(|id| *id != late).collect();
+    let mut expected: Vec<&str> = customers.iter().chain(&bills).map(String::as_str).collect();
+    expected.sort_unstable();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), records.len(), "no record twice");
+    let mut before_late_sorted = before_late.clone();
+    before_late_sorted.sort_unstable();
+    assert_eq!(
+        before_late_sorted, expected,
+        "every record of the scope, no S2 bill"
+    );
+    // Customers come first, then bills, each by id.
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["entity"].as_str().expect("entity"))
+        .collect();
+    let first_bill = kinds.iter().position(|k| *k == "bill").expect("bills");
+    assert!(kinds[first_bill..].iter().all(|k| *k == "bill"));
+    for kind in ["customer", "bill"] {
+        let of_kind: Vec<&str> = records
+            .iter()
+            .filter(|r| r["entity"] == json!(kind))
+            .map(|r| r["id"].as_str().expect("id"))
+            .collect();
+        assert!(of_kind.windows(2).all(|w| w[0] < w[1]), "{kind}s by id");
+    }
+    for r in &records {
+        assert!(r["hlc"].as_str().is_some_and(|h| h.len() > 20), "{r}");
+        assert!(r["fields"].is_object());
+    }
+    let by_id = |id: &str| records.iter().find(|r| r["id"] == json!(id)).cloned();
+    assert_eq!(
+        by_id(&first).expect("first")["fields"]["name"],
+        json!("Asha 0")
+    );
+    assert_eq!(
+        by_id(&last).expect("last")["fields"]["name"],
+        json!("Last Renamed"),
+        "a page read after the edit carries the current state"
+    );
+
+    // The pull from the snapshot's sequence carries every change since.
+    let (status, page) = server
+        .pull(&s1, &format!("cursor={snapshot_seq}&limit=100"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let changes = page["changes"].as_array().expect("changes");
+    assert_eq!(
+        ids_of(changes),
+        vec![first.as_str(), last.as_str(), late.as_str()]
+    );
+    assert_eq!(changes[0]["fields"]["name"], json!("First Renamed"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn compaction_cuts_the_log_and_refuses_pulls_behind_it() {
+    let server = Server::start().await;
+    let t1 = server.enroll("t1", "S1", "T1").await;
+    let wall = now_ms();
+    let ids: Vec<String> = (0..6).map(|_| Uuid::now_v7().to_string()).collect();
+    let batch = |range: std::ops::Range<usize>| {
+        range
+            .map(|i| named("S1/T1", &ids[i], &format!("N{i}"), wall))
+            .collect::<Vec<_>>()
+    };
+    server.push_ok(&t1, batch(0..3)).await;
+    // A bootstrap at sequence 3 stops after its first page.
+    let (status, first) = server.get(&t1, "/v1/bootstrap?limit=2").await;
+    assert_eq!(
+        (status, first["snapshot_seq"].as_i64()),
+        (StatusCode::OK, Some(3))
+    );
+    let old_position = first["next"].as_str().expect("next").to_owned();
+    server.push_ok(&t1, batch(3..6)).await;
+
+    let done = server
+        .storage
+        .compact("t1", Horizon::Seq(4))
+        .await
+        .expect("compact");
+    assert_eq!((done.horizon, done.head, done.removed), (4, 6, 4));
+    for (cursor, status) in [
+        (0, StatusCode::GONE),
+        (3, StatusCode::GONE),
+        (4, StatusCode::OK),
+        (6, StatusCode::OK),
+    ] {
+        let (got, body) = server.pull(&t1, &format!("cursor={cursor}")).await;
+        assert_eq!(got, status, "cursor {cursor}: {body}");
+        // A long-poll wait from behind the horizon is told the same at once.
+        let query = format!("cursor={cursor}&timeout_ms=0");
+        let (waited, wait_body) = server.wait(&t1, &query).await;
+        assert_eq!(waited, status, "wait from {cursor}: {wait_body}");
+        if status == StatusCode::GONE {
+            assert_eq!(body["code"], json!("rebootstrap_required"));
+            assert_eq!(wait_body["code"], json!("rebootstrap_required"));
+        }
+    }
+    let (_, page) = server.pull(&t1, "cursor=4").await;
+    assert_eq!(
+        ids_of(page["changes"].as_array().expect("changes")),
+        vec![ids[4].as_str(), ids[5].as_str()]
+    );
+    // The records keep their state: a new snapshot has all six.
+    let (records, seq, _) = server.bootstrap_all(&t1, 100, async |_| {}).await;
+    assert_eq!((records.len(), seq), (6, 6));
+    assert_eq!(records[0]["fields"]["name"], json!("N0"));
+    // A snapshot the log can no longer continue from is refused.
+    let (status, body) = server
+        .get(&t1, &format!("/v1/bootstrap?after={old_position}"))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::GONE, Some("rebootstrap_required"))
+    );
+    server
+        .storage
+        .compact("t1", Horizon::Seq(100))
+        .await
+        .expect("to head");
+    // The horizon stops at the head and never moves back.
+    let back = server
+        .storage
+        .compact("t1", Horizon::Seq(2))
+        .await
+        .expect("back");
+    assert_eq!((back.horizon, back.removed), (6, 0));
+    let by_age = server
+        .storage
+        .compact("t1", Horizon::ReceivedBefore(0))
+        .await
+        .expect("by age");
+    assert_eq!(by_age.horizon, 6);
+    assert!(matches!(
+        server.storage.compact("nobody", Horizon::Seq(1)).await,
+        Err(StorageError::NotFound(_))
+    ));
+    // Pushing goes on after the horizon.
+    server
+        .push_ok(
+            &t1,
+            vec![named("S1/T1", &Uuid::now_v7().to_string(), "N6", wall)],
+        )
+        .await;
+    let (status, page) = server.pull(&t1, "cursor=6").await;
+    assert_eq!(
+        (status, page["changes"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn compaction_by_age_keeps_what_arrived_since() {
+    let server = Server::start().await;
+    let t1 = server.enroll("t1", "S1", "T1").await;
+    let wall = now_ms();
+    server
+        .push_ok(
+            &t1,
+            vec![named("S1/T1", &Uuid::now_v7().to_string(), "Old", wall)],
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let cut = now_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    server
+        .push_ok(
+            &t1,
+            vec![named("S1/T1", &Uuid::now_v7().to_string(), "New", wall)],
+        )
+        .await;
+    let done = server
+        .storage
+        .compact("t1", Horizon::ReceivedBefore(cut))
+        .await
+        .expect("compact");
+    assert_eq!((done.horizon, done.removed), (1, 1));
+    let (status, page) = server.pull(&t1, "cursor=1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["changes"][0]["fields"]["name"], json!("New"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_cli_compacts_a_tenants_log() {
+    let server = Server::start().await;
+    let t1 = server.enroll("t1", "S1", "T1").await;
+    let wall = now_ms();
+    let batch = (0..3)
+        .map(|i| named("S1/T1", &Uuid::now_v7().to_string(), &format!("N{i}"), wall))
+        .collect();
+    server.push_ok(&t1, batch).await;
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_till-server"))
+            .arg("--data-dir")
+            .arg(server.dir.path())
+            .args(args)
+            .output()
+            .expect("run till-server")
+    };
+    let out = run(&["log", "compact", "--tenant", "t1", "--through-seq", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "compacted t1: horizon 2 of 3, 2 log entries removed\n"
+    );
+    let (status, _) = server.pull(&t1, "cursor=1").await;
+    assert_eq!(status, StatusCode::GONE);
+    let out = run(&["log", "compact", "--tenant", "t1", "--older-than-days", "1"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("horizon 2 of 3, 0 log entries"));
+    for bad in [
+        &["log", "compact", "--tenant", "t1"][..],
+        &[
+            "log",
+            "compact",
+            "--tenant",
+            "t1",
+            "--through-seq",
+            "1",
+            "--older-than-days",
+            "1",
+        ],
+        &["log", "compact", "--tenant", "t1", "--through-seq", "-1"],
+        &["log", "compact", "--tenant", "zz", "--through-seq", "1"],
+    ] {
+        let out = run(bad);
+        assert!(!out.status.success(), "{bad:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_customers_bills_come_from_every_store_newest_first_in_pages() {
+    let server = Server::start().await;
+    let s1 = server.enroll("t1", "S1", "T1").await;
+    let s2 = server.enroll("t1", "S2", "T1").await;
+    let till_s1 = till(server.dir.path(), "t1", "S1", "T1");
+    let (customer, first) = customer_with_bill(&till_s1, "Asha Rao", "98765 43210");
+    server
+        .push_ok(&s1, outbox(&till_s1, &[customer.clone(), first.clone()]))
+        .await;
+    // The customer buys twice at S2 (bills made by hand, as S2's till would).
+    let mut bills_s2 = Vec::new();
+    for n in 1..=2 {
+        let id = Uuid::now_v7().to_string();
+        let mut c = change(
+            "S2/T1",
+            "bill",
+            &id,
+            json!({
+                "number": format!("S2-T1-00000{n}"), "store_id": "S2", "device_id": "T1",
+                "staff_id": "s", "customer_id": customer, "currency": "INR",
+                "price_mode": "exclusive", "kind": "sale", "status": "open",
+                "opened_at_ms": now_ms(), "lines": [], "payments": [],
+            }),
+            now_ms(),
+        );
+        c["op"] = json!("create");
+        let results = server.push_ok(&s2, vec![c]).await;
+        assert_eq!(outcome(&results[0]).0, "accepted", "{results:?}");
+        bills_s2.push(id);
+    }
+    let path = format!("/v1/customers/{customer}/bills");
+    let (status, all) = server.get(&s1, &path).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(
+        ids_of_records(all["bills"].as_array().expect("bills")),
+        vec![bills_s2[1].as_str(), bills_s2[0].as_str(), first.as_str()]
+    );
+    assert_eq!(all["next"], Value::Null);
+    assert_eq!(all["bills"][0]["fields"]["store_id"], json!("S2"));
+    // Pages of one walk the same list.
+    let mut walked = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let q = after
+            .as_ref()
+            .map_or(String::new(), |a| format!("&after={a}"));
+        let (status, page) = server.get(&s1, &format!("{path}?limit=1{q}")).await;
+        assert_eq!(status, StatusCode::OK);
+        walked.extend(
+            ids_of_records(page["bills"].as_array().expect("bills"))
+                .into_iter()
+                .map(str::to_owned),
+        );
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        walked,
+        vec![bills_s2[1].clone(), bills_s2[0].clone(), first.clone()]
+    );
+    let (_, nobody) = server
+        .get(&s1, &format!("/v1/customers/{}/bills", Uuid::now_v7()))
+        .await;
+    assert_eq!(nobody["bills"], json!([]));
+    server.stop().await;
 }

@@ -16,7 +16,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use till_core::sync::protocol::MAX_PUSH_BATCH;
 use till_sync_server::ratelimit::RateLimit;
-use till_sync_server::storage::Storage;
+use till_sync_server::storage::{Horizon, Storage};
 use till_sync_server::{endpoints, now_ms, Limits};
 use uuid::Uuid;
 
@@ -204,12 +204,32 @@ async fn send(
     let body = resp.text().await.expect("body");
     Exchange {
         method,
-        route: path.split('?').next().unwrap_or(path).to_owned(),
+        route: route_of(path),
         status,
         headers,
         body,
         request,
     }
+}
+
+/// The served route `path` (a query may follow) is an instance of:
+/// `/v1/customers/{id}/bills` for `/v1/customers/0190.../bills`.
+fn route_of(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    endpoints()
+        .into_iter()
+        .map(|(_, route)| route)
+        .find(|route| {
+            let pattern: Vec<&str> = route.split('/').collect();
+            pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| p == s || p.starts_with('{'))
+        })
+        .unwrap_or(path)
+        .to_owned()
 }
 
 #[test]
@@ -271,7 +291,7 @@ async fn every_route_answers_as_the_document_says() {
         .expect("revoke");
     let store = till(server.dir.path(), "t1", "S1", "T1");
     let (customer, bill) = customer_with_bill(&store, "Asha Rao", "98765 43210");
-    let batch = json!({ "changes": outbox(&store, &[customer, bill]) });
+    let batch = json!({ "changes": outbox(&store, &[customer.clone(), bill]) });
     let bad_phone = change(
         "S1/T1",
         "customer",
@@ -354,6 +374,43 @@ async fn every_route_answers_as_the_document_says() {
     for path in ["/healthz", "/readyz", "/metrics"] {
         record(send(&server, M::GET, path, None, false, Body::None).await);
     }
+    let bills = format!("/v1/customers/{customer}/bills");
+    for path in [
+        "/v1/bootstrap",
+        "/v1/bootstrap?after=garbage",
+        bills.as_str(),
+        &format!("{bills}?limit=1&after={}", Uuid::now_v7()),
+        "/v1/customers/not-an-id/bills",
+        &format!("{bills}?after=garbage"),
+    ] {
+        record(send(&server, M::GET, path, t, true, Body::None).await);
+    }
+    for path in ["/v1/bootstrap", bills.as_str()] {
+        record(send(&server, M::GET, path, None, true, Body::None).await);
+        record(send(&server, M::GET, path, t, false, Body::None).await);
+    }
+    // A snapshot paged through while the log is compacted past it: 410.
+    let first = send(
+        &server,
+        M::GET,
+        "/v1/bootstrap?limit=1",
+        t,
+        true,
+        Body::None,
+    )
+    .await;
+    let next: Value = serde_json::from_str(&first.body).expect("page");
+    let next = next["next"].as_str().expect("a second page").to_owned();
+    record(first);
+    let (later, _) = customer_with_bill(&store, "Ravi Kumar", "98765 43211");
+    server.push_ok(&token, outbox(&store, &[later])).await;
+    server
+        .storage
+        .compact("t1", Horizon::Seq(i64::MAX))
+        .await
+        .expect("compact");
+    let stale = format!("/v1/bootstrap?after={next}");
+    record(send(&server, M::GET, &stale, t, true, Body::None).await);
     // Failures: the log table gone (500), then shutdown begun (readiness 503).
     rusqlite::Connection::open(
         server
@@ -409,10 +466,13 @@ async fn every_route_answers_as_the_document_says() {
         )
         .await,
     );
+    let tight_bills = format!("/v1/customers/{}/bills", Uuid::now_v7());
     for (method, path) in [
         (M::POST, p),
         (M::GET, "/v1/pull?cursor=0"),
         (M::GET, "/v1/wait?cursor=0"),
+        (M::GET, "/v1/bootstrap"),
+        (M::GET, tight_bills.as_str()),
     ] {
         let body = if method == M::POST {
             Body::Json(json!({"changes": []}))

@@ -791,7 +791,8 @@ impl World {
             }
         }
         let held = inspect::till_change_ids(store);
-        for entry in &view.log {
+        let snapshot = inspect::till_snapshot_seq(store);
+        for entry in view.log.iter().filter(|e| e.seq > snapshot) {
             let in_scope = entry
                 .store
                 .as_deref()

@@ -179,6 +179,8 @@ fn the_async_client_waits_in_the_apps_runtime() {
     let server = Server::start(&dir.path().join("server"));
     let a = Till::new(&server, dir.path(), "S1", "T1");
     let b = Till::new(&server, dir.path(), "S1", "T2");
+    // Bootstrapped while the tenant is empty, so the sale below is pulled.
+    b.sync();
     let client = AsyncSyncClient::new(&b.config).expect("client");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

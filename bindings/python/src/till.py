@@ -4422,19 +4422,20 @@ class SyncSummary:
     """
     What one sync did.
 """
-    def __init__(self, *, pushed:int, quarantined:int, pulled:int, applied:int, pages:int, cursor:int):
+    def __init__(self, *, pushed:int, quarantined:int, pulled:int, applied:int, pages:int, bootstrapped:int, cursor:int):
         self.pushed = pushed
         self.quarantined = quarantined
         self.pulled = pulled
         self.applied = applied
         self.pages = pages
+        self.bootstrapped = bootstrapped
         self.cursor = cursor
         
         
 
     
     def __str__(self):
-        return "SyncSummary(pushed={}, quarantined={}, pulled={}, applied={}, pages={}, cursor={})".format(self.pushed, self.quarantined, self.pulled, self.applied, self.pages, self.cursor)
+        return "SyncSummary(pushed={}, quarantined={}, pulled={}, applied={}, pages={}, bootstrapped={}, cursor={})".format(self.pushed, self.quarantined, self.pulled, self.applied, self.pages, self.bootstrapped, self.cursor)
     def __eq__(self, other):
         if self.pushed != other.pushed:
             return False
@@ -4445,6 +4446,8 @@ class SyncSummary:
         if self.applied != other.applied:
             return False
         if self.pages != other.pages:
+            return False
+        if self.bootstrapped != other.bootstrapped:
             return False
         if self.cursor != other.cursor:
             return False
@@ -4459,6 +4462,7 @@ class _UniffiFfiConverterTypeSyncSummary(_UniffiConverterRustBuffer):
             pulled=_UniffiFfiConverterUInt64.read(buf),
             applied=_UniffiFfiConverterUInt64.read(buf),
             pages=_UniffiFfiConverterUInt64.read(buf),
+            bootstrapped=_UniffiFfiConverterUInt64.read(buf),
             cursor=_UniffiFfiConverterInt64.read(buf),
         )
 
@@ -4469,6 +4473,7 @@ class _UniffiFfiConverterTypeSyncSummary(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.check_lower(value.pulled)
         _UniffiFfiConverterUInt64.check_lower(value.applied)
         _UniffiFfiConverterUInt64.check_lower(value.pages)
+        _UniffiFfiConverterUInt64.check_lower(value.bootstrapped)
         _UniffiFfiConverterInt64.check_lower(value.cursor)
 
     @staticmethod
@@ -4478,6 +4483,7 @@ class _UniffiFfiConverterTypeSyncSummary(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.write(value.pulled, buf)
         _UniffiFfiConverterUInt64.write(value.applied, buf)
         _UniffiFfiConverterUInt64.write(value.pages, buf)
+        _UniffiFfiConverterUInt64.write(value.bootstrapped, buf)
         _UniffiFfiConverterInt64.write(value.cursor, buf)
 
 @dataclass
@@ -4832,12 +4838,17 @@ class SyncPhase(enum.Enum):
     Sending the outbox.
 """
     
-    PULL = 1
+    BOOTSTRAP = 1
+    """
+    Applying a snapshot of the device's scope (a new or long-offline device).
+"""
+    
+    PULL = 2
     """
     Fetching and applying server changes.
 """
     
-    FINISH = 2
+    FINISH = 3
     """
     Recording the outcome.
 """
@@ -4851,14 +4862,18 @@ class _UniffiFfiConverterTypeSyncPhase(_UniffiConverterRustBuffer):
         if variant == 1:
             return SyncPhase.PUSH
         if variant == 2:
-            return SyncPhase.PULL
+            return SyncPhase.BOOTSTRAP
         if variant == 3:
+            return SyncPhase.PULL
+        if variant == 4:
             return SyncPhase.FINISH
         raise InternalError("Raw enum value doesn't match any cases")
 
     @staticmethod
     def check_lower(value):
         if value == SyncPhase.PUSH:
+            return
+        if value == SyncPhase.BOOTSTRAP:
             return
         if value == SyncPhase.PULL:
             return
@@ -4870,10 +4885,12 @@ class _UniffiFfiConverterTypeSyncPhase(_UniffiConverterRustBuffer):
     def write(value, buf):
         if value == SyncPhase.PUSH:
             buf.write_i32(1)
-        if value == SyncPhase.PULL:
+        if value == SyncPhase.BOOTSTRAP:
             buf.write_i32(2)
-        if value == SyncPhase.FINISH:
+        if value == SyncPhase.PULL:
             buf.write_i32(3)
+        if value == SyncPhase.FINISH:
+            buf.write_i32(4)
 
 
 

@@ -162,7 +162,14 @@ def test_the_async_sync_reports_progress_to_a_python_observer(open_till):
     summary = asyncio.run(t.sync_async(recorder))
     assert summary.pushed >= 1
     phases = [e[1] for e in recorder.events if e[0] == "phase"]
-    assert phases == [till.SyncPhase.PUSH, till.SyncPhase.PULL, till.SyncPhase.FINISH]
+    # A new till pushes, then starts from a snapshot (its customer in it), then pulls.
+    assert phases == [
+        till.SyncPhase.PUSH,
+        till.SyncPhase.BOOTSTRAP,
+        till.SyncPhase.PULL,
+        till.SyncPhase.FINISH,
+    ]
+    assert summary.bootstrapped >= 1
     assert ("pushed", summary.pushed, 0) in recorder.events
     assert any(e[0] == "pulled" and e[2] == summary.cursor for e in recorder.events)
 

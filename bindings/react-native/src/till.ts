@@ -2941,6 +2941,10 @@ export type SyncSummary = {
      */
     pages: bigint,
     /**
+     * Snapshot records applied by a bootstrap.
+     */
+    bootstrapped: bigint,
+    /**
      * The last server sequence applied.
      */
     cursor: bigint
@@ -2972,6 +2976,7 @@ const FfiConverterTypeSyncSummary = (() => {
                 pulled: FfiConverterUInt64.readFromCursor(c), 
                 applied: FfiConverterUInt64.readFromCursor(c), 
                 pages: FfiConverterUInt64.readFromCursor(c), 
+                bootstrapped: FfiConverterUInt64.readFromCursor(c), 
                 cursor: FfiConverterInt64.readFromCursor(c)
             };
         }
@@ -2981,6 +2986,7 @@ const FfiConverterTypeSyncSummary = (() => {
             FfiConverterUInt64.writeIntoCursor(value.pulled, c);
             FfiConverterUInt64.writeIntoCursor(value.applied, c);
             FfiConverterUInt64.writeIntoCursor(value.pages, c);
+            FfiConverterUInt64.writeIntoCursor(value.bootstrapped, c);
             FfiConverterInt64.writeIntoCursor(value.cursor, c);
         }
         allocationSize(value: TypeName): number {
@@ -2989,6 +2995,7 @@ const FfiConverterTypeSyncSummary = (() => {
              FfiConverterUInt64.allocationSize(value.pulled) +
              FfiConverterUInt64.allocationSize(value.applied) +
              FfiConverterUInt64.allocationSize(value.pages) +
+             FfiConverterUInt64.allocationSize(value.bootstrapped) +
              FfiConverterInt64.allocationSize(value.cursor);
             
         }
@@ -3346,6 +3353,10 @@ export enum SyncPhase {
      */
     Push,
     /**
+     * Applying a snapshot of the device's scope (a new or long-offline device).
+     */
+    Bootstrap,
+    /**
      * Fetching and applying server changes.
      */
     Pull,
@@ -3361,16 +3372,18 @@ const FfiConverterTypeSyncPhase = (() => {
         readFromCursor(c: Cursor): TypeName {
             switch (c.readI32()) {
                 case 1: return SyncPhase.Push;
-                case 2: return SyncPhase.Pull;
-                case 3: return SyncPhase.Finish;
+                case 2: return SyncPhase.Bootstrap;
+                case 3: return SyncPhase.Pull;
+                case 4: return SyncPhase.Finish;
                 default: throw new UniffiInternalError.UnexpectedEnumCase();
             }
         }
         writeIntoCursor(value: TypeName, c: Cursor): void {
             switch (value) {
                 case SyncPhase.Push: return c.writeI32(1);
-                case SyncPhase.Pull: return c.writeI32(2);
-                case SyncPhase.Finish: return c.writeI32(3);
+                case SyncPhase.Bootstrap: return c.writeI32(2);
+                case SyncPhase.Pull: return c.writeI32(3);
+                case SyncPhase.Finish: return c.writeI32(4);
             }
         }
         allocationSize(value: TypeName): number {

@@ -4751,6 +4751,10 @@ public struct SyncSummary: Equatable, Hashable {
      */
     public var pages: UInt64
     /**
+     * Snapshot records applied by a bootstrap.
+     */
+    public var bootstrapped: UInt64
+    /**
      * The last server sequence applied.
      */
     public var cursor: Int64
@@ -4774,6 +4778,9 @@ public struct SyncSummary: Equatable, Hashable {
          * Pages pulled.
          */pages: UInt64, 
         /**
+         * Snapshot records applied by a bootstrap.
+         */bootstrapped: UInt64, 
+        /**
          * The last server sequence applied.
          */cursor: Int64) {
         self.pushed = pushed
@@ -4781,6 +4788,7 @@ public struct SyncSummary: Equatable, Hashable {
         self.pulled = pulled
         self.applied = applied
         self.pages = pages
+        self.bootstrapped = bootstrapped
         self.cursor = cursor
     }
 
@@ -4805,6 +4813,7 @@ public struct FfiConverterTypeSyncSummary: FfiConverterRustBuffer {
                 pulled: FfiConverterUInt64.read(from: &buf), 
                 applied: FfiConverterUInt64.read(from: &buf), 
                 pages: FfiConverterUInt64.read(from: &buf), 
+                bootstrapped: FfiConverterUInt64.read(from: &buf), 
                 cursor: FfiConverterInt64.read(from: &buf)
         )
     }
@@ -4815,6 +4824,7 @@ public struct FfiConverterTypeSyncSummary: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.pulled, into: &buf)
         FfiConverterUInt64.write(value.applied, into: &buf)
         FfiConverterUInt64.write(value.pages, into: &buf)
+        FfiConverterUInt64.write(value.bootstrapped, into: &buf)
         FfiConverterInt64.write(value.cursor, into: &buf)
     }
 }
@@ -6094,6 +6104,10 @@ public enum SyncPhase: Equatable, Hashable {
      */
     case push
     /**
+     * Applying a snapshot of the device's scope (a new or long-offline device).
+     */
+    case bootstrap
+    /**
      * Fetching and applying server changes.
      */
     case pull
@@ -6124,9 +6138,11 @@ public struct FfiConverterTypeSyncPhase: FfiConverterRustBuffer {
         
         case 1: return .push
         
-        case 2: return .pull
+        case 2: return .bootstrap
         
-        case 3: return .finish
+        case 3: return .pull
+        
+        case 4: return .finish
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -6140,12 +6156,16 @@ public struct FfiConverterTypeSyncPhase: FfiConverterRustBuffer {
             writeInt(&buf, Int32(1))
         
         
-        case .pull:
+        case .bootstrap:
             writeInt(&buf, Int32(2))
         
         
-        case .finish:
+        case .pull:
             writeInt(&buf, Int32(3))
+        
+        
+        case .finish:
+            writeInt(&buf, Int32(4))
         
         }
     }

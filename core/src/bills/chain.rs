@@ -19,7 +19,8 @@ use crate::store::Writer;
 
 /// `prev_hash` of the first bill in a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-const CHAIN_SEQUENCE: &str = "bill_chain";
+/// The gapless sequence behind chain positions.
+pub(crate) const CHAIN_SEQUENCE: &str = "bill_chain";
 
 #[derive(Serialize)]
 struct Content<'a> {

@@ -25,6 +25,8 @@ use crate::store::{Store, Writer};
 pub(crate) const ENTITY: &str = "customer";
 /// Fields the change log leaves out: the id is the entity id, the rest is bookkeeping.
 const DERIVED: &[&str] = &["id", "version", "updated_at_ms"];
+/// The per-device sequence behind provisional customer numbers.
+pub(crate) const SEQUENCE: &str = "customer_number";
 
 /// Applies `update` to `current`, validating and normalising every field it sets.
 pub(crate) fn apply(
@@ -488,7 +490,7 @@ impl Store {
 
 /// A new, empty customer with a fresh id and a provisional number.
 pub(crate) fn blank(w: &Writer<'_>) -> Result<Customer> {
-    let n = w.next_in_sequence("customer_number")?;
+    let n = w.next_in_sequence(SEQUENCE)?;
     let identity = &w.settings.identity;
     Ok(Customer {
         id: Uuid::now_v7(),

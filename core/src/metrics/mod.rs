@@ -179,6 +179,57 @@ pub(crate) fn add_refund(w: &Writer<'_>, customer_id: &str, amount: i64) -> Resu
     Ok(())
 }
 
+/// Adds the bill at rowid `rid`, new to this store, to the metrics of its
+/// customer `customer_id`: [`from_bills`]'s aggregates over that one bill,
+/// merged into the stored ones (sums add, first and last visit take the min
+/// and max). The same result as [`recompute`] without reading the
+/// customer's other bills.
+pub(crate) fn add_bill(w: &Writer<'_>, rid: i64, customer_id: &str) -> Result<()> {
+    let sql = format!("SELECT {AGGREGATES} FROM bills WHERE rid = :rid");
+    let bill = w.tx.prepare_cached(&sql)?.query_row(
+        named_params! {
+            ":sale": BillKind::Sale.as_str(),
+            ":refund": BillKind::Refund.as_str(),
+            ":rid": rid,
+        },
+        |r| metrics_at(r, 0),
+    )?;
+    w.tx.prepare_cached(
+        "INSERT INTO customer_metrics (customer_id, visits, total_spent, first_visit, last_visit)
+         VALUES (:id, :visits, :spent, :first, :last)
+         ON CONFLICT (customer_id) DO UPDATE SET visits = visits + excluded.visits,
+             total_spent = total_spent + excluded.total_spent,
+             first_visit = coalesce(min(first_visit, excluded.first_visit), first_visit,
+                                    excluded.first_visit),
+             last_visit = coalesce(max(last_visit, excluded.last_visit), last_visit,
+                                   excluded.last_visit)",
+    )?
+    .execute(named_params! {
+        ":id": customer_id,
+        ":visits": bill.visits,
+        ":spent": bill.total_spent,
+        ":first": bill.first_visit_ms,
+        ":last": bill.last_visit_ms,
+    })?;
+    Ok(())
+}
+
+/// Recomputes every customer's metrics from the bills, in one pass: after a
+/// bootstrap wrote bills without moving metrics one by one.
+pub(crate) fn recompute_all(w: &Writer<'_>) -> Result<()> {
+    w.tx.execute("DELETE FROM customer_metrics", [])?;
+    let sql = format!(
+        "INSERT INTO customer_metrics (customer_id, visits, total_spent, first_visit, last_visit)
+         SELECT customer_id, {AGGREGATES} FROM bills
+         WHERE customer_id IS NOT NULL GROUP BY customer_id"
+    );
+    w.tx.prepare(&sql)?.execute(named_params! {
+        ":sale": BillKind::Sale.as_str(),
+        ":refund": BillKind::Refund.as_str(),
+    })?;
+    Ok(())
+}
+
 /// Recomputes the metrics of `customer_id` from its bills.
 pub(crate) fn recompute(w: &Writer<'_>, customer_id: &str) -> Result<()> {
     let m = from_bills(&w.tx, customer_id)?;

@@ -11,7 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// Brings the database at `conn` to [`VERSION`], creating it when empty.
 /// Foreign keys are off while it runs: an upgrade that rebuilds a table
@@ -61,6 +61,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
         3 => conn.execute_batch(include_str!("v4.sql"))?,
         4 => conn.execute_batch(include_str!("v5.sql"))?,
         5 => conn.execute_batch(include_str!("v6.sql"))?,
+        6 => conn.execute_batch(include_str!("v7.sql"))?,
         _ => unreachable!("no upgrade step from version {version}"),
     }
     Ok(())

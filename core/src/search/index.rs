@@ -510,6 +510,14 @@ struct Live {
     seq: i64,
 }
 
+/// What catching up found.
+enum CatchUp {
+    /// The index covers every change.
+    Done,
+    /// A bootstrap replaced the customers: the index must be rebuilt.
+    Rebuild,
+}
+
 /// What the indexer was woken for.
 struct Wakeup {
     stop: bool,
@@ -567,7 +575,14 @@ fn run(shared: &Shared) {
         let mut failed = live.is_none();
         if let Some(l) = live.as_mut() {
             match l.catch_up() {
-                Ok(()) => {
+                Ok(CatchUp::Rebuild) => {
+                    *shared.view.write().unwrap_or_else(PoisonError::into_inner) = None;
+                    live = None;
+                    lock(&shared.control).rebuild = true;
+                    // Flushes wait for the rebuild: it is what they wait for.
+                    continue;
+                }
+                Ok(CatchUp::Done) => {
                     *shared.view.write().unwrap_or_else(PoisonError::into_inner) = Some(View {
                         searcher: l.reader.searcher(),
                         fields: l.fields,
@@ -726,8 +741,20 @@ impl Live {
     }
 
     /// Applies every change after `seq`, then commits once if any customer
-    /// changed; after an erasure, also purges the erased documents.
-    fn catch_up(&mut self) -> Result<(), BoxError> {
+    /// changed; after an erasure, also purges the erased documents. Returns
+    /// [`CatchUp::Rebuild`], having applied nothing, when the changes hold a
+    /// bootstrap: it wrote customers without a change each.
+    fn catch_up(&mut self) -> Result<CatchUp, BoxError> {
+        let bootstrapped: bool = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM changes WHERE seq > ?1 AND op = ?2)")?
+            .query_row(
+                rusqlite::params![self.seq, crate::sync::bootstrap::BOOTSTRAP_OP],
+                |r| r.get(0),
+            )?;
+        if bootstrapped {
+            return Ok(CatchUp::Rebuild);
+        }
         let mut touched = false;
         let mut erased = false;
         loop {
@@ -763,7 +790,7 @@ impl Live {
         if erased {
             self.purge_deleted()?;
         }
-        Ok(())
+        Ok(CatchUp::Done)
     }
 
     /// Rewrites every segment holding deleted documents without them and

@@ -15,13 +15,26 @@
 //!    rejected ones are acknowledged *and* quarantined with their reason, so
 //!    they never block the changes behind them. An answer that is lost means
 //!    the batch is pushed again; the server applies a change id once.
-//! 2. **Pull**: pages after the cursor until the server says there are no
+//! 2. **Bootstrap**, when the device never pulled, when a bootstrap is
+//!    under way, or when the server answers a pull with
+//!    `rebootstrap_required` (its log was compacted past the cursor): the
+//!    current state of the device's scope, page after page, each page
+//!    applied with the bootstrap's progress in one transaction (see
+//!    `bootstrap`); the last page moves the cursor to the snapshot's
+//!    sequence. It runs after the push, so a long-offline device's outbox
+//!    is already on the server and in the snapshot; edits made meanwhile stay
+//!    in the outbox and keep their local values (the `incoming` rule).
+//! 3. **Pull**: pages after the cursor until the server says there are no
 //!    more. Each page is applied (see `incoming`) and the cursor advanced in
 //!    one transaction. A page whose cursor another sync moved meanwhile is
 //!    dropped and pulled again from the stored cursor, so two syncs running
 //!    at once never apply a page twice out of order.
-//! 3. **Finish**: the sync time (or the error that ended it) is recorded for
+//! 4. **Finish**: the sync time (or the error that ended it) is recorded for
 //!    [`Store::sync_status`].
+//!
+//! Pages are fetched one ahead: the next page is requested before the
+//! current one is applied, so the server reads and the network carries page
+//! N+1 while the device writes page N. At most two pages are held at once.
 //!
 //! Between syncs, an idle till waits for news with
 //! [`AsyncSyncClient::wait_for_changes`] (or the blocking
@@ -34,18 +47,31 @@
 //! [`SyncError`], local data intact.
 //!
 //! Concurrency: the database work runs on the caller's task (short
-//! transactions through the store's one writer). [`SyncClient`] owns a
-//! current-thread tokio runtime for apps without one; [`AsyncSyncClient`] is
-//! the same engine for apps that have their own runtime.
+//! transactions through the store's one writer); the page fetched ahead runs
+//! as its own task. [`SyncClient`] owns a small runtime (one worker, for the
+//! fetch ahead) for apps without one; [`AsyncSyncClient`] is the same engine
+//! for apps that have their own runtime.
 
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::bootstrap::PreparedPage;
 use super::error::SyncError;
-use super::protocol::{ServerChange, DEFAULT_PULL_PAGE, MAX_PULL_PAGE, MAX_PUSH_BATCH};
+use super::outbox::BootstrapProgress;
+use super::protocol::{
+    PullResponse, ServerChange, DEFAULT_BOOTSTRAP_PAGE, MAX_BOOTSTRAP_PAGE, MAX_PULL_PAGE,
+    MAX_PUSH_BATCH,
+};
 use super::transport::Transport;
-use super::{incoming, outbox};
+use super::{bootstrap, incoming, outbox};
 use crate::error::{Error, Result};
 use crate::store::Store;
+
+/// Bootstraps one sync starts at most. A snapshot compacted away while it
+/// was applied is started once more; a server compacting faster than the
+/// device can bootstrap ends the sync instead of looping.
+const MAX_BOOTSTRAP_STARTS: u32 = 3;
 
 /// How to reach the server and how hard to try.
 #[derive(Debug, Clone)]
@@ -58,6 +84,8 @@ pub struct SyncConfig {
     pub push_batch: usize,
     /// Changes per pull page; capped at [`MAX_PULL_PAGE`].
     pub pull_page: u32,
+    /// Records per bootstrap page; capped at [`MAX_BOOTSTRAP_PAGE`].
+    pub bootstrap_page: u32,
     /// Attempts per request before the sync gives up (at least 1).
     pub max_attempts: u32,
     /// The first retry waits up to this; each later one up to twice as long.
@@ -71,15 +99,19 @@ pub struct SyncConfig {
 }
 
 impl SyncConfig {
-    /// Defaults for a till: full batches, 5 attempts from 500 ms to 30 s
-    /// apart (about a minute of trying before the app hears of it), 30 s
-    /// per request, matching the server's own request timeout.
+    /// Defaults for a till: full batches and full pull pages (1,000
+    /// offline bills reach a second till in 4 requests, not 8, with pages of
+    /// 1,000 changes of about 1 kB each), bootstrap pages of
+    /// [`DEFAULT_BOOTSTRAP_PAGE`], 5 attempts from 500 ms to 30 s apart
+    /// (about a minute of trying before the app hears of it), 30 s per
+    /// request, matching the server's own request timeout.
     pub fn new(server_url: impl Into<String>, token: impl Into<String>) -> SyncConfig {
         SyncConfig {
             server_url: server_url.into(),
             token: token.into(),
             push_batch: MAX_PUSH_BATCH,
-            pull_page: DEFAULT_PULL_PAGE,
+            pull_page: MAX_PULL_PAGE,
+            bootstrap_page: DEFAULT_BOOTSTRAP_PAGE,
             max_attempts: 5,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
@@ -94,6 +126,8 @@ impl SyncConfig {
 pub enum SyncPhase {
     /// Sending the outbox.
     Push,
+    /// Applying a snapshot of the device's scope.
+    Bootstrap,
     /// Fetching and applying server changes.
     Pull,
     /// Recording the outcome.
@@ -109,6 +143,8 @@ pub trait SyncObserver: Send + Sync {
     fn pushed(&self, _acknowledged: usize, _quarantined: usize) {}
     /// A pulled page was applied and the cursor moved to `cursor`.
     fn pulled(&self, _changes: usize, _cursor: i64) {}
+    /// A bootstrap page of `records` of the snapshot at `snapshot_seq` was applied.
+    fn bootstrapped(&self, _records: usize, _snapshot_seq: i64) {}
     /// A request failed in a retryable way; the next attempt follows `delay`.
     fn retrying(&self, _attempt: u32, _delay: Duration, _cause: &str) {}
 }
@@ -132,6 +168,8 @@ pub struct SyncSummary {
     pub applied: usize,
     /// Pulled pages applied.
     pub pages: usize,
+    /// Snapshot records applied by a bootstrap.
+    pub bootstrapped: usize,
     /// The cursor after the sync.
     pub cursor: i64,
 }
@@ -139,9 +177,10 @@ pub struct SyncSummary {
 /// The sync engine for callers with their own tokio runtime.
 #[derive(Debug)]
 pub struct AsyncSyncClient {
-    transport: Transport,
+    pub(super) transport: Transport,
     push_batch: usize,
     pull_page: u32,
+    bootstrap_page: u32,
 }
 
 impl AsyncSyncClient {
@@ -151,6 +190,7 @@ impl AsyncSyncClient {
             transport: Transport::new(config)?,
             push_batch: config.push_batch.clamp(1, MAX_PUSH_BATCH),
             pull_page: config.pull_page.clamp(1, MAX_PULL_PAGE),
+            bootstrap_page: config.bootstrap_page.clamp(1, MAX_BOOTSTRAP_PAGE),
         })
     }
 
@@ -160,8 +200,23 @@ impl AsyncSyncClient {
         let outcome = async {
             observer.phase(SyncPhase::Push);
             self.push(store, observer, &mut summary).await?;
+            if store.read(outbox::needs_bootstrap)? {
+                observer.phase(SyncPhase::Bootstrap);
+                self.bootstrap(store, observer, &mut summary).await?;
+            }
             observer.phase(SyncPhase::Pull);
-            self.pull(store, observer, &mut summary).await
+            match self.pull(store, observer, &mut summary).await {
+                // The log after the cursor was compacted away (or the cursor
+                // came from another server): bootstrap again. The outbox was
+                // pushed above and stays pending until acknowledged.
+                Err(Error::Sync(SyncError::RebootstrapRequired)) => {
+                    observer.phase(SyncPhase::Bootstrap);
+                    self.bootstrap(store, observer, &mut summary).await?;
+                    observer.phase(SyncPhase::Pull);
+                    self.pull(store, observer, &mut summary).await
+                }
+                other => other,
+            }
         }
         .await;
         observer.phase(SyncPhase::Finish);
@@ -218,7 +273,83 @@ impl AsyncSyncClient {
         }
     }
 
-    /// Phase 2: pages after the cursor until there are no more.
+    /// Phase 2: a snapshot of the device's scope, resumed where the last
+    /// one stopped or started anew, until its last page is applied.
+    async fn bootstrap(
+        &self,
+        store: &Store,
+        observer: &dyn SyncObserver,
+        summary: &mut SyncSummary,
+    ) -> Result<()> {
+        for _ in 0..MAX_BOOTSTRAP_STARTS {
+            let mut progress = store.read(outbox::bootstrap_progress)?;
+            let mut fetch = self.bootstrap_page(progress.as_ref().map(|p| p.next.clone()));
+            loop {
+                let page = match fetch.join(observer).await {
+                    // The snapshot being resumed was compacted away: start a new one.
+                    Err(SyncError::RebootstrapRequired) if progress.is_some() => {
+                        store.write(|w| {
+                            if outbox::bootstrap_progress(&w.tx)? == progress {
+                                outbox::set_bootstrap_progress(w, None)?;
+                            }
+                            Ok(())
+                        })?;
+                        break;
+                    }
+                    page => page?,
+                };
+                if progress
+                    .as_ref()
+                    .is_some_and(|p| p.snapshot_seq != page.snapshot_seq)
+                {
+                    return Err(SyncError::Protocol(
+                        "the server changed the snapshot mid-bootstrap".into(),
+                    )
+                    .into());
+                }
+                let ahead = page.next.clone().map(|n| self.bootstrap_page(Some(n)));
+                let PreparedPage {
+                    snapshot_seq,
+                    records,
+                    next,
+                } = page;
+                let count = records.len();
+                let expected = progress.clone();
+                let next_progress = next.map(|next| BootstrapProgress { snapshot_seq, next });
+                let applied = store.write(|w| {
+                    if outbox::bootstrap_progress(&w.tx)? != expected {
+                        return Ok(None);
+                    }
+                    let applied = bootstrap::apply_page(w, records, snapshot_seq)?;
+                    match &next_progress {
+                        Some(p) => outbox::set_bootstrap_progress(w, Some(p))?,
+                        None => bootstrap::complete(w, snapshot_seq)?,
+                    }
+                    Ok(Some(applied))
+                })?;
+                // Another sync moved this bootstrap on meanwhile; it finishes it.
+                let Some(applied) = applied else {
+                    return Ok(());
+                };
+                summary.bootstrapped += count;
+                summary.applied += applied.changed;
+                observer.bootstrapped(count, snapshot_seq);
+                match (next_progress, ahead) {
+                    (Some(p), Some(ahead)) => {
+                        progress = Some(p);
+                        fetch = ahead;
+                    }
+                    _ => {
+                        summary.cursor = snapshot_seq;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Err(SyncError::Protocol("the snapshot was compacted away at every start".into()).into())
+    }
+
+    /// Phase 3: pages after the cursor until there are no more.
     async fn pull(
         &self,
         store: &Store,
@@ -226,19 +357,19 @@ impl AsyncSyncClient {
         summary: &mut SyncSummary,
     ) -> Result<()> {
         let mut cursor = store.read(outbox::cursor)?;
+        let mut fetch = self.pull_page(cursor);
         loop {
-            let page = self
-                .transport
-                .pull(cursor, self.pull_page, observer)
-                .await?;
+            let page = fetch.join(observer).await?;
             if page.cursor < cursor {
                 return Err(
                     SyncError::Protocol("the server moved the cursor backward".into()).into(),
                 );
             }
+            let ahead = page.has_more.then(|| self.pull_page(page.cursor));
             let changes: &[ServerChange] = &page.changes;
             let applied = store.write(|w| {
-                if outbox::cursor(&w.tx)? != cursor {
+                if outbox::cursor(&w.tx)? != cursor || outbox::bootstrap_progress(&w.tx)?.is_some()
+                {
                     return Ok(None);
                 }
                 let applied = incoming::apply_page(w, changes)?;
@@ -251,16 +382,104 @@ impl AsyncSyncClient {
                     summary.applied += applied.changed;
                     summary.pages += 1;
                     cursor = page.cursor;
+                    summary.cursor = cursor;
                     observer.pulled(changes.len(), cursor);
+                    match ahead {
+                        Some(ahead) => fetch = ahead,
+                        None => return Ok(()),
+                    }
                 }
+                // Another sync is bootstrapping: it brings the store up to date.
+                None if store.read(outbox::bootstrap_progress)?.is_some() => return Ok(()),
                 // Another sync applied pages meanwhile: go on from where it got.
-                None => cursor = store.read(outbox::cursor)?,
-            }
-            summary.cursor = cursor;
-            if !page.has_more && applied.is_some() {
-                return Ok(());
+                None => {
+                    cursor = store.read(outbox::cursor)?;
+                    summary.cursor = cursor;
+                    fetch = self.pull_page(cursor);
+                }
             }
         }
+    }
+
+    /// Starts fetching the pull page after `cursor`.
+    fn pull_page(&self, cursor: i64) -> Ahead<PullResponse> {
+        let limit = self.pull_page;
+        Ahead::start(&self.transport, move |t, log| async move {
+            t.pull(cursor, limit, &*log).await
+        })
+    }
+
+    /// Starts fetching the bootstrap page at `after` (a new snapshot's first
+    /// page when `None`), and decoding its bills.
+    fn bootstrap_page(&self, after: Option<String>) -> Ahead<PreparedPage> {
+        let limit = self.bootstrap_page;
+        Ahead::start(&self.transport, move |t, log| async move {
+            let page = t.bootstrap(after.as_deref(), limit, &*log).await?;
+            tokio::task::spawn_blocking(move || bootstrap::prepare(page))
+                .await
+                .map_err(|_| SyncError::Protocol("decoding a bootstrap page failed".into()))
+        })
+    }
+}
+
+/// A request running on its own task while the syncing task applies the
+/// previous answer. The retries it makes reach the observer when it is
+/// joined; dropping it cancels the request.
+#[derive(Debug)]
+struct Ahead<T> {
+    task: tokio::task::JoinHandle<Result<T, SyncError>>,
+    retries: Arc<Retries>,
+}
+
+impl<T: Send + 'static> Ahead<T> {
+    fn start<F, Fut>(transport: &Transport, request: F) -> Ahead<T>
+    where
+        F: FnOnce(Transport, Arc<Retries>) -> Fut,
+        Fut: Future<Output = Result<T, SyncError>> + Send + 'static,
+    {
+        let retries = Arc::new(Retries::default());
+        let task = tokio::spawn(request(transport.clone(), Arc::clone(&retries)));
+        Ahead { task, retries }
+    }
+
+    /// The answer, once it is in.
+    async fn join(mut self, observer: &dyn SyncObserver) -> Result<T, SyncError> {
+        let outcome = (&mut self.task).await;
+        let retries = std::mem::take(
+            &mut *self
+                .retries
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for (attempt, delay, cause) in retries {
+            observer.retrying(attempt, delay, &cause);
+        }
+        match outcome {
+            Ok(answer) => answer,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(SyncError::Protocol("the request was cancelled".into())),
+        }
+    }
+}
+
+impl<T> Drop for Ahead<T> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The retries of a request fetched ahead, kept for its observer.
+#[derive(Debug, Default)]
+struct Retries(Mutex<Vec<(u32, Duration, String)>>);
+
+impl SyncObserver for Retries {
+    fn retrying(&self, attempt: u32, delay: Duration, cause: &str) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push((
+            attempt,
+            delay,
+            cause.to_owned(),
+        ));
     }
 }
 
@@ -274,9 +493,11 @@ pub struct SyncClient {
 }
 
 impl SyncClient {
-    /// A client for `config`, with a current-thread runtime of its own.
+    /// A client for `config`, with a runtime of its own: the calling thread
+    /// applies pages while one worker thread fetches the next.
     pub fn new(config: &SyncConfig) -> Result<SyncClient> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()?;
         let inner = AsyncSyncClient::new(config)?;
@@ -285,7 +506,17 @@ impl SyncClient {
 
     /// Runs one sync of `store`, blocking until it ends.
     pub fn sync(&self, store: &Store, observer: &dyn SyncObserver) -> Result<SyncSummary> {
-        self.runtime.block_on(self.inner.sync(store, observer))
+        self.block_on(self.inner.sync(store, observer))
+    }
+
+    /// Runs `f` on this client's runtime.
+    pub(super) fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
+        self.runtime.block_on(f)
+    }
+
+    /// The engine inside.
+    pub(super) fn inner(&self) -> &AsyncSyncClient {
+        &self.inner
     }
 
     /// Blocks until the server holds changes this device has not pulled

@@ -180,7 +180,7 @@ pub(super) fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
 }
 
 /// Applies a pulled customer change; `None` when it cannot be applied.
-fn apply_customer(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
+pub(super) fn apply_customer(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
     let change = &sc.change;
     let Ok(id) = change.entity_id.parse::<Uuid>() else {
         return Ok(None);
@@ -269,7 +269,7 @@ fn take_over_bills(w: &Writer<'_>, loser: Uuid, survivor: Uuid) -> Result<()> {
 }
 
 /// Applies a pulled bill change; `None` when it cannot be applied.
-fn apply_bill(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
+pub(super) fn apply_bill(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
     let change = &sc.change;
     if change.entity_id.parse::<Uuid>().is_err() {
         return Ok(None);
@@ -284,32 +284,52 @@ fn apply_bill(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
     if !changed && current.is_some() {
         return Ok(Some(false));
     }
-    let version = current.as_ref().map_or(0, |(_, b)| b.version);
-    base.insert("id".into(), Value::String(change.entity_id.clone()));
-    base.insert("version".into(), Value::from(version + 1));
-    let Ok(mut after) = serde_json::from_value::<Bill>(Value::Object(base)) else {
+    let version = current.as_ref().map_or(0, |(_, b)| b.version) + 1;
+    let Some(mut after) = decode_bill(&change.entity_id, base, version) else {
         return Ok(None);
     };
-    // This device's chain holds its own bills only; another device's bill
-    // keeps its hashes but takes no position here.
-    let identity = &w.settings.identity;
-    let mine = after.device_id == identity.device && after.store_id == identity.store;
-    if !mine {
-        after.chain_pos = None;
-    } else if let Some((_, b)) = &current {
-        after.chain_pos = b.chain_pos;
-    }
+    place_in_chain(w, &mut after, current.as_ref().map(|(_, b)| b));
     let rid = current.as_ref().map(|(rid, _)| *rid);
-    bills::write_row(w, rid, current.as_ref().map(|(_, b)| b), &after)?;
-    let mut touched: BTreeSet<String> = BTreeSet::new();
-    touched.extend(after.customer_id.map(|c| c.to_string()));
-    if let Some((_, before)) = &current {
-        touched.extend(before.customer_id.map(|c| c.to_string()));
-    }
-    for customer in touched {
-        crate::metrics::recompute(w, &customer)?;
+    let rid = bills::write_row(w, rid, current.as_ref().map(|(_, b)| b), &after)?;
+    match &current {
+        // A bill new here adds its own share; reading the customer's other
+        // bills per pulled bill made pulls quadratic in a regular's history.
+        None => {
+            if let Some(customer) = after.customer_id {
+                crate::metrics::add_bill(w, rid, &customer.to_string())?;
+            }
+        }
+        Some((_, before)) => {
+            let mut touched: BTreeSet<String> = BTreeSet::new();
+            touched.extend(after.customer_id.map(|c| c.to_string()));
+            touched.extend(before.customer_id.map(|c| c.to_string()));
+            for customer in touched {
+                crate::metrics::recompute(w, &customer)?;
+            }
+        }
     }
     Ok(Some(true))
+}
+
+/// The bill `id` at `version` from its fields `base`; `None` when they do
+/// not make a bill.
+pub(super) fn decode_bill(id: &str, mut base: Map<String, Value>, version: i64) -> Option<Bill> {
+    base.insert("id".into(), Value::String(id.to_owned()));
+    base.insert("version".into(), Value::from(version));
+    serde_json::from_value(Value::Object(base)).ok()
+}
+
+/// This device's chain holds its own bills only: another device's bill
+/// keeps its hashes but takes no position here, and one of its own keeps
+/// the position it has (`current`), or else the one it came with.
+pub(super) fn place_in_chain(w: &Writer<'_>, bill: &mut Bill, current: Option<&Bill>) {
+    let identity = &w.settings.identity;
+    let mine = bill.device_id == identity.device && bill.store_id == identity.store;
+    if !mine {
+        bill.chain_pos = None;
+    } else if let Some(b) = current {
+        bill.chain_pos = b.chain_pos;
+    }
 }
 
 fn as_object(value: Value) -> Map<String, Value> {

@@ -8,14 +8,17 @@
 //! runs over a storage port the server implements), so the server and the
 //! client share one copy of every rule. `client` drives a sync in phases;
 //! `outbox` keeps the device's sync state, `incoming` applies pulled
-//! changes (merges included), `held` keeps the local unique index whole
-//! while pulls catch up, `transport` speaks HTTP with retries.
+//! changes (merges included), `bootstrap` applies snapshots, `held` keeps
+//! the local unique index whole while pulls catch up, `history` reads a
+//! customer's bills from every store, `transport` speaks HTTP with retries.
 
+pub(crate) mod bootstrap;
 pub mod client;
 pub mod conflict;
 pub mod dedup;
 mod error;
 mod held;
+mod history;
 mod incoming;
 mod outbox;
 pub mod protocol;

@@ -1,6 +1,7 @@
-//! The device's side of sync state, in its own SQLite tables (schema v3):
-//! the outbox (local changes not yet acknowledged, read from the change log),
-//! the pull cursor, the last sync time and error, and the quarantine.
+//! The device's side of sync state, in its own SQLite tables (schema v3 and
+//! v4): the outbox (local changes not yet acknowledged, read from the change
+//! log), the pull cursor, a bootstrap in progress, the last sync time and
+//! error, and the quarantine.
 //!
 //! Guarantees:
 //! - a change leaves the outbox only in the transaction that records the
@@ -11,7 +12,9 @@
 //!   it, and a lost answer means the change is simply pushed again (the
 //!   server applies a change id once);
 //! - the cursor only moves in the transaction that applied the page it
-//!   covers (see `incoming`).
+//!   covers (see `incoming`), or the last page of a bootstrap (see
+//!   `bootstrap`); while a bootstrap is in progress it stays where it was
+//!   and nothing is pulled.
 
 use rusqlite::{named_params, Connection};
 use serde::{Deserialize, Serialize};
@@ -93,6 +96,64 @@ pub(crate) fn set_cursor(w: &Writer<'_>, cursor: i64) -> Result<()> {
     Ok(())
 }
 
+/// A bootstrap in progress: its snapshot and where its next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BootstrapProgress {
+    /// The snapshot's server sequence.
+    pub snapshot_seq: i64,
+    /// The server's position of the next page.
+    pub next: String,
+}
+
+/// The bootstrap this device is in the middle of, if any.
+pub(crate) fn bootstrap_progress(conn: &Connection) -> Result<Option<BootstrapProgress>> {
+    let (seq, next): (Option<i64>, Option<String>) = conn
+        .prepare_cached("SELECT bootstrap_seq, bootstrap_next FROM sync_state WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(seq
+        .zip(next)
+        .map(|(snapshot_seq, next)| BootstrapProgress { snapshot_seq, next }))
+}
+
+/// Whether the device must bootstrap before it can pull: one is in
+/// progress, or it never pulled and never bootstrapped.
+pub(crate) fn needs_bootstrap(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT bootstrap_seq IS NOT NULL OR (cursor = 0 AND bootstrapped_at IS NULL)
+             FROM sync_state WHERE id = 1",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Records the bootstrap's progress (`None`: none in progress), in the
+/// transaction that applied the page it follows.
+pub(crate) fn set_bootstrap_progress(
+    w: &Writer<'_>,
+    progress: Option<&BootstrapProgress>,
+) -> Result<()> {
+    w.tx.prepare_cached(
+        "UPDATE sync_state SET bootstrap_seq = ?1, bootstrap_next = ?2 WHERE id = 1",
+    )?
+    .execute(rusqlite::params![
+        progress.map(|p| p.snapshot_seq),
+        progress.map(|p| &p.next)
+    ])?;
+    Ok(())
+}
+
+/// Ends a bootstrap in the transaction of its last page: the cursor moves
+/// to the snapshot's sequence, where pulls take over.
+pub(crate) fn complete_bootstrap(w: &Writer<'_>, snapshot_seq: i64) -> Result<()> {
+    w.tx.prepare_cached(
+        "UPDATE sync_state SET cursor = ?1, bootstrap_seq = NULL, bootstrap_next = NULL,
+             bootstrapped_at = ?2
+         WHERE id = 1",
+    )?
+    .execute([snapshot_seq, w.now_ms])?;
+    Ok(())
+}
+
 /// Records how the sync that just ended went.
 pub(crate) fn finish(w: &Writer<'_>, error: Option<&str>) -> Result<()> {
     match error {
@@ -135,6 +196,11 @@ pub struct SyncStatus {
     pub pending_changes: i64,
     /// The last server sequence applied.
     pub cursor: i64,
+    /// A bootstrap is under way: the store holds part of a snapshot and is
+    /// not caught up until a sync completes it.
+    pub bootstrapping: bool,
+    /// When the last bootstrap completed.
+    pub bootstrapped_at_ms: Option<i64>,
     /// When the last complete sync ended.
     pub last_sync_at_ms: Option<i64>,
     /// What ended the last sync, when it failed (cleared by a success).
@@ -155,11 +221,14 @@ impl Store {
                 [],
                 |r| r.get(0),
             )?;
-            let (cursor, last_sync_at_ms, last_error) = conn.query_row(
-                "SELECT cursor, last_sync_at, last_error FROM sync_state WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+            let (cursor, last_sync_at_ms, last_error, bootstrapping, bootstrapped_at_ms) = conn
+                .query_row(
+                    "SELECT cursor, last_sync_at, last_error, bootstrap_seq IS NOT NULL,
+                            bootstrapped_at
+                     FROM sync_state WHERE id = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?;
             let mut stmt = conn.prepare_cached(
                 "SELECT q.change_id, c.entity, c.entity_id, c.op, q.reason, q.message, q.at
                  FROM quarantine q JOIN changes c ON c.change_id = q.change_id
@@ -192,6 +261,8 @@ impl Store {
             Ok(SyncStatus {
                 pending_changes,
                 cursor,
+                bootstrapping,
+                bootstrapped_at_ms,
                 last_sync_at_ms,
                 last_error,
                 quarantined,

@@ -208,26 +208,84 @@ pub struct WaitResponse {
 /// an answer instead of a cut connection.
 pub const DEFAULT_WAIT_MS: u64 = 25_000;
 
-/// `GET /v1/bootstrap`: one page of the snapshot a new device starts from.
+/// Most records one bootstrap page returns, whatever the client asks for.
+pub const MAX_BOOTSTRAP_PAGE: u32 = 5_000;
+/// Records per bootstrap page when the client does not say.
+pub const DEFAULT_BOOTSTRAP_PAGE: u32 = 2_000;
+/// Most bills one page of a customer's history returns.
+pub const MAX_HISTORY_PAGE: u32 = 200;
+/// Bills per page of a customer's history when the client does not say.
+pub const DEFAULT_HISTORY_PAGE: u32 = 50;
+
+/// `GET /v1/bootstrap?after=T&limit=N`: the next page of a snapshot.
+/// Without `after` the server starts a new snapshot at its current head.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BootstrapRequest {
+    /// The `next` of the previous page; absent to start.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Page size wanted; capped at [`MAX_BOOTSTRAP_PAGE`].
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/bootstrap`: one page of the snapshot a new (or long-offline)
+/// device starts from: the *current* state of records of its scope (the
+/// tenant's customers, then its store's bills), in id order.
+///
+/// Pages are read one at a time, so a record may change between pages and
+/// a page may hold state newer than `snapshot_seq`. That is safe because the
+/// device pulls from `snapshot_seq` afterwards: every change after it is in
+/// the log, each entry carries the fields it touched as the server resolved
+/// them, so replaying them in order over any state between `snapshot_seq`
+/// and now ends at the server's state. Records never leave the server (a
+/// delete is a field), so keyset order over ids returns every record that
+/// existed at `snapshot_seq` exactly once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BootstrapPage {
-    /// The server sequence the snapshot reflects; pull from it afterwards.
+pub struct BootstrapPage<F = Fields> {
+    /// The server sequence the snapshot starts from; pull from it afterwards.
     pub snapshot_seq: i64,
     /// Current records of the device's scope.
-    pub records: Vec<SnapshotRecord>,
-    /// Where the next page starts; `None` on the last page.
+    pub records: Vec<SnapshotRecord<F>>,
+    /// Where the next page starts (opaque); `None` on the last page.
     pub next: Option<String>,
 }
 
-/// One record of a bootstrap snapshot.
+/// One record as the server holds it now: in a bootstrap page, or in a
+/// page of a customer's history. The server sends `fields` as stored
+/// (`F` is its raw JSON there); a till reads them as [`Fields`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SnapshotRecord {
+pub struct SnapshotRecord<F = Fields> {
     /// `customer` or `bill`.
     pub entity: String,
     /// The record's id.
     pub id: String,
     /// Every field as the server holds it, unknown ones included.
-    pub fields: Fields,
+    pub fields: F,
+    /// The latest stamp the server resolved into the record. A till moves
+    /// its clock past it, so its own edits after bootstrap are stamped later.
+    pub hlc: String,
+}
+
+/// `GET /v1/customers/{id}/bills?after=T&limit=N`: a customer's bills from
+/// every store of the device's tenant, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HistoryRequest {
+    /// The `next` of the previous page; absent for the newest bills.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Page size wanted; capped at [`MAX_HISTORY_PAGE`].
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// One page of a customer's bills across the tenant's stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPage<F = Fields> {
+    /// The bills (entity `bill`), newest first.
+    pub bills: Vec<SnapshotRecord<F>>,
+    /// Where the next page starts (opaque); `None` on the last page.
+    pub next: Option<String>,
 }
 
 /// The body of every error response.

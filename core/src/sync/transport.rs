@@ -13,12 +13,13 @@ use rand::Rng;
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use super::client::{SyncConfig, SyncObserver};
 use super::error::SyncError;
 use super::protocol::{
-    ErrorBody, ErrorCode, PullResponse, PushRequest, PushResponse, WaitResponse, PROTOCOL_HEADER,
-    PROTOCOL_VERSION,
+    BootstrapPage, ErrorBody, ErrorCode, HistoryPage, PullResponse, PushRequest, PushResponse,
+    WaitResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
 };
 use crate::changes::Change;
 
@@ -26,8 +27,9 @@ use crate::changes::Change;
 /// after this (the attempt bound still ends the sync).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
-/// The HTTP side of one sync client.
-#[derive(Debug)]
+/// The HTTP side of one sync client. Clones share the connection pool, so
+/// a request can run ahead on its own task.
+#[derive(Debug, Clone)]
 pub(crate) struct Transport {
     http: reqwest::Client,
     base: String,
@@ -101,6 +103,38 @@ impl Transport {
     ) -> Result<PullResponse, SyncError> {
         let url = format!("{}/v1/pull?cursor={cursor}&limit={limit}", self.base);
         self.send(|| self.http.get(&url), observer).await
+    }
+
+    /// `GET /v1/bootstrap`: the first page of a new snapshot, or the page at
+    /// `after` (a `next` the server gave). Records' fields are left as the
+    /// server sent them, for `bootstrap::prepare` to decode.
+    pub(crate) async fn bootstrap(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        observer: &dyn SyncObserver,
+    ) -> Result<BootstrapPage<Box<RawValue>>, SyncError> {
+        let url = format!("{}/v1/bootstrap", self.base);
+        let mut query = vec![("limit", limit.to_string())];
+        query.extend(after.map(|a| ("after", a.to_owned())));
+        self.send(|| self.http.get(&url).query(&query), observer)
+            .await
+    }
+
+    /// `GET /v1/customers/{id}/bills`: a page of a customer's bills from
+    /// every store of the tenant.
+    pub(crate) async fn customer_bills(
+        &self,
+        customer: &str,
+        after: Option<&str>,
+        limit: u32,
+        observer: &dyn SyncObserver,
+    ) -> Result<HistoryPage, SyncError> {
+        let url = format!("{}/v1/customers/{customer}/bills", self.base);
+        let mut query = vec![("limit", limit.to_string())];
+        query.extend(after.map(|a| ("after", a.to_owned())));
+        self.send(|| self.http.get(&url).query(&query), observer)
+            .await
     }
 
     /// `GET /v1/wait` after `cursor`, for up to `timeout`: whether the

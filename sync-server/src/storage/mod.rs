@@ -28,6 +28,22 @@
 //! cursor. SQLite gets this from its single writer; PostgreSQL must take the
 //! same row lock (the `UPDATE` does) and read at READ COMMITTED or stricter.
 //!
+//! **Compaction keeps state, drops history.** A tenant's log may be cut up
+//! to a horizon (see [`Storage::compact`]): the records keep their state,
+//! the idempotency ledger keeps every change id, and the entries at or below
+//! the horizon are gone. The horizon is raised *before* any entry is
+//! deleted, and pulls read it in the same snapshot as the log, so a pull
+//! either sees the whole log after its cursor or is told to bootstrap again
+//! ([`StorageError::BehindHorizon`]); it is never given a partial log.
+//! Merge records are kept whole, and so are the two log entries each one
+//! names (the loser's tombstone and the survivor's entry): undoing a merge
+//! starts from them, so compaction skips them (a pull never reads below its
+//! cursor, so they are never served).
+//!
+//! **Snapshots are current state.** A bootstrap page is the records' state
+//! when the page is read, in id order (see
+//! `till_core::sync::protocol::BootstrapPage` for why that is enough).
+//!
 //! Resolution itself is not the backend's business: a backend redirects the
 //! change ([`dedup::redirect`]: a change of a merged-away customer lands on
 //! its survivor), loads the current state, calls
@@ -49,8 +65,9 @@
 pub mod sqlite;
 
 use async_trait::async_trait;
+use serde_json::value::RawValue;
 use till_core::sync::dedup::MergeRecord;
-use till_core::sync::protocol::{PullResponse, PushOutcome};
+use till_core::sync::protocol::{HistoryPage, PullResponse, PushOutcome, SnapshotRecord};
 use till_core::Change;
 
 use crate::auth::DeviceScope;
@@ -72,6 +89,15 @@ pub enum StorageError {
         cursor: i64,
         /// The tenant's last sequence.
         head: i64,
+    },
+    /// The cursor (or a bootstrap's snapshot) is older than the tenant's
+    /// compaction horizon: the log it needs is gone, bootstrap again.
+    #[error("cursor {cursor} is older than the log's compaction horizon {horizon}")]
+    BehindHorizon {
+        /// The cursor or snapshot sequence sent.
+        cursor: i64,
+        /// The tenant's horizon.
+        horizon: i64,
     },
     /// The database failed; the message names no personal data.
     #[error("database: {0}")]
@@ -123,6 +149,60 @@ pub enum TokenLookup {
     Unknown,
 }
 
+/// Which kind of record a snapshot position is in: a bootstrap sends the
+/// tenant's customers first, then the store's bills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotPhase {
+    /// Customers, by id.
+    Customers,
+    /// The store's bills, by id.
+    Bills,
+}
+
+/// Where a bootstrap stands: the snapshot it belongs to and the last record
+/// sent. The HTTP layer turns it into the page's opaque `next`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPosition {
+    /// The snapshot's server sequence.
+    pub snapshot_seq: i64,
+    /// The kind of record sent last.
+    pub phase: SnapshotPhase,
+    /// The id of the record sent last (empty: none of `phase` yet).
+    pub after_id: String,
+}
+
+/// One bootstrap page as a backend returns it: the records' fields are the
+/// stored JSON, passed through unparsed.
+#[derive(Debug, Clone)]
+pub struct SnapshotPage {
+    /// The snapshot's server sequence.
+    pub snapshot_seq: i64,
+    /// The records, customers before bills, each kind by id.
+    pub records: Vec<SnapshotRecord<Box<RawValue>>>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<SnapshotPosition>,
+}
+
+/// How far to compact a tenant's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Horizon {
+    /// Every entry at or below this sequence (capped at the head).
+    Seq(i64),
+    /// Every entry of a change received before this time, ms since the epoch.
+    ReceivedBefore(i64),
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compaction {
+    /// The tenant's horizon now: pulls from a cursor below it must bootstrap.
+    pub horizon: i64,
+    /// The tenant's last sequence.
+    pub head: i64,
+    /// Log entries removed by this call.
+    pub removed: u64,
+}
+
 /// The storage interface; see the module docs for the model and the
 /// ordering guarantee every backend must keep.
 #[async_trait]
@@ -155,13 +235,41 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the log holds a change visible to `scope` after `cursor`,
     /// read from the database (not from anything cached), so a long-poll
     /// wait's answer is true when given even with several server instances
-    /// on one database. Fails with [`StorageError::CursorAhead`] as
-    /// [`Storage::pull`] does.
+    /// on one database. Fails with [`StorageError::CursorAhead`] and
+    /// [`StorageError::BehindHorizon`] as [`Storage::pull`] does.
     async fn changes_after(&self, scope: &DeviceScope, cursor: i64) -> StorageResult<bool>;
 
     /// The merges customer `customer_id` of `tenant` took part in, as
     /// survivor or loser, oldest first.
     async fn merges(&self, tenant: &str, customer_id: &str) -> StorageResult<Vec<MergeRecord>>;
+
+    /// One page of a snapshot of `scope`'s records, at most `limit`: from
+    /// the start of a new snapshot at the current head when `from` is
+    /// `None`, else after `from`. A snapshot older than the horizon (or
+    /// ahead of the head) is refused: the device starts a new one.
+    async fn bootstrap(
+        &self,
+        scope: &DeviceScope,
+        from: Option<SnapshotPosition>,
+        limit: u32,
+    ) -> StorageResult<SnapshotPage>;
+
+    /// Up to `limit` bills of customer `customer_id` of `scope`'s tenant,
+    /// from every store, newest (greatest id) first, after bill id `after`
+    /// (exclusive). A merged-away customer's id reads its survivor's bills;
+    /// an unknown customer has no bills.
+    async fn customer_bills(
+        &self,
+        scope: &DeviceScope,
+        customer_id: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> StorageResult<HistoryPage<Box<RawValue>>>;
+
+    /// Cuts `tenant`'s log up to `horizon`, keeping every record's state;
+    /// the horizon never moves backward. Works in short transactions, so
+    /// pushes and pulls carry on meanwhile.
+    async fn compact(&self, tenant: &str, horizon: Horizon) -> StorageResult<Compaction>;
 
     /// Creates a tenant.
     async fn create_tenant(&self, tenant: &str, name: &str, now_ms: i64) -> StorageResult<()>;

@@ -18,23 +18,34 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde_json::value::RawValue;
 use till_core::sync::conflict::RecordState;
 use till_core::sync::dedup::{self, Entry, IdentityKey, Ledger, MergeRecord, StoredBill};
-use till_core::sync::protocol::{PullResponse, PushOutcome, RejectReason, ServerChange};
+use till_core::sync::protocol::{
+    HistoryPage, PullResponse, PushOutcome, RejectReason, ServerChange, SnapshotRecord,
+};
 use till_core::Change;
 
-use super::{DeviceInfo, Storage, StorageError, StorageResult, TokenLookup};
+use super::{
+    Compaction, DeviceInfo, Horizon, SnapshotPage, SnapshotPhase, SnapshotPosition, Storage,
+    StorageError, StorageResult, TokenLookup,
+};
 use crate::auth::DeviceScope;
 use crate::sync::apply::{self, Current, Entity};
+use crate::sync::snapshot;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// The database file's name inside the data directory.
 pub const FILE_NAME: &str = "till-server.db";
 /// How long a connection waits for another's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 8;
+/// Log entries deleted per compaction transaction: each holds the writer
+/// for a short while only, so pushes carry on between them (see
+/// `compacting_a_big_log_keeps_transactions_short` for the measurement).
+const COMPACT_CHUNK: i64 = 10_000;
 
 /// The SQLite backend. Cheap to clone: clones share the connections.
 #[derive(Debug, Clone)]
@@ -148,6 +159,7 @@ fn migrate(conn: &mut Connection) -> StorageResult<()> {
             match version {
                 0 => tx.execute_batch(include_str!("schema_v1.sql"))?,
                 1 => tx.execute_batch(include_str!("schema_v2.sql"))?,
+                2 => tx.execute_batch(include_str!("schema_v3.sql"))?,
                 _ => {
                     return Err(StorageError::Backend(format!(
                         "no upgrade step from schema {version}"
@@ -248,14 +260,6 @@ fn store_record(
     Ok(())
 }
 
-/// The tenant's last server sequence.
-fn tenant_head(tx: &rusqlite::Transaction<'_>, tenant: &str) -> StorageResult<i64> {
-    tx.prepare_cached("SELECT last_seq FROM tenants WHERE id = ?1")?
-        .query_row([tenant], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StorageError::NotFound(format!("tenant {tenant}")))
-}
-
 /// Pushes one checked change inside the batch transaction.
 fn push_one(
     tx: &rusqlite::Transaction<'_>,
@@ -349,6 +353,111 @@ fn push_one(
         tracing::info!(merged = merges.len(), "customers merged by exact key");
     }
     Ok(PushOutcome::Accepted { server_seq: seq })
+}
+
+/// The tenant's last sequence and compaction horizon.
+fn head_and_horizon(tx: &rusqlite::Transaction<'_>, tenant: &str) -> StorageResult<(i64, i64)> {
+    tx.prepare_cached("SELECT last_seq, horizon FROM tenants WHERE id = ?1")?
+        .query_row([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or_else(|| StorageError::NotFound(format!("tenant {tenant}")))
+}
+
+/// The tenant's head and horizon, read in the caller's snapshot; refuses a
+/// `cursor` the log cannot continue from (behind the horizon: its entries
+/// are gone; ahead of the head: it came from another server).
+fn log_bounds(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &str,
+    cursor: i64,
+) -> StorageResult<(i64, i64)> {
+    let (head, horizon) = head_and_horizon(tx, tenant)?;
+    if cursor > head {
+        return Err(StorageError::CursorAhead { cursor, head });
+    }
+    if cursor < horizon {
+        return Err(StorageError::BehindHorizon { cursor, horizon });
+    }
+    Ok((head, horizon))
+}
+
+/// Rows of `(id, state)` a snapshot or history query returns, as records of `entity`.
+fn snapshot_records(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: &[(&str, &dyn rusqlite::ToSql)],
+    entity: &str,
+) -> StorageResult<Vec<SnapshotRecord<Box<RawValue>>>> {
+    let mut rows = stmt.query(params)?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        let state = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        records.push(snapshot::record(entity, id, state)?);
+    }
+    Ok(records)
+}
+
+/// Up to `n` records of `phase` visible to `scope`, after id `after`.
+fn snapshot_phase(
+    tx: &rusqlite::Transaction<'_>,
+    scope: &DeviceScope,
+    phase: SnapshotPhase,
+    after: &str,
+    n: usize,
+) -> StorageResult<Vec<SnapshotRecord<Box<RawValue>>>> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    match phase {
+        SnapshotPhase::Customers => snapshot_records(
+            &mut tx.prepare_cached(
+                "SELECT id, state FROM customers WHERE tenant = :tenant AND id > :after
+                 ORDER BY id LIMIT :n",
+            )?,
+            named_params! { ":tenant": scope.tenant, ":after": after, ":n": n },
+            Entity::Customer.as_str(),
+        ),
+        SnapshotPhase::Bills => snapshot_records(
+            &mut tx.prepare_cached(
+                "SELECT id, state FROM bills WHERE tenant = :tenant AND store = :store
+                     AND id > :after
+                 ORDER BY id LIMIT :n",
+            )?,
+            named_params! {
+                ":tenant": scope.tenant, ":store": scope.store, ":after": after, ":n": n,
+            },
+            Entity::Bill.as_str(),
+        ),
+    }
+}
+
+/// Deletes the log entries of `tenant` at or below `horizon`, a chunk of
+/// sequences per transaction, except the entries merge records name (see
+/// the storage module docs); returns how many went.
+fn delete_log_through(conn: &Mutex<Connection>, tenant: &str, horizon: i64) -> StorageResult<u64> {
+    let mut removed = 0u64;
+    let mut from = i64::MIN;
+    loop {
+        let mut guard = lock(conn);
+        let tx = guard.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let first: Option<i64> = tx
+            .prepare_cached("SELECT min(seq) FROM log WHERE tenant = ?1 AND seq >= ?2")?
+            .query_row(rusqlite::params![tenant, from], |r| r.get(0))?;
+        let Some(first) = first.filter(|f| *f <= horizon) else {
+            return Ok(removed);
+        };
+        let last = first.saturating_add(COMPACT_CHUNK - 1).min(horizon);
+        let n = tx
+            .prepare_cached(
+                "DELETE FROM log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3
+                   AND seq NOT IN (SELECT seq FROM merges WHERE tenant = ?1
+                                   UNION ALL
+                                   SELECT record ->> '$.survivor_seq' FROM merges
+                                   WHERE tenant = ?1)",
+            )?
+            .execute(rusqlite::params![tenant, first, last])?;
+        tx.commit()?;
+        removed += n as u64;
+        from = last.saturating_add(1);
+    }
 }
 
 /// An identity key as the `aliases` table holds it: (kind, key).
@@ -581,14 +690,7 @@ impl Storage for SqliteStorage {
         self.read(move |tx| {
             // Head and page come from one snapshot, so jumping the cursor to
             // the head can never pass over a change this page did not see.
-            let head: i64 = tx
-                .prepare_cached("SELECT last_seq FROM tenants WHERE id = ?1")?
-                .query_row([&scope.tenant], |r| r.get(0))
-                .optional()?
-                .ok_or_else(|| StorageError::NotFound(format!("tenant {}", scope.tenant)))?;
-            if cursor > head {
-                return Err(StorageError::CursorAhead { cursor, head });
-            }
+            let (head, _) = log_bounds(tx, &scope.tenant, cursor)?;
             let mut stmt = tx.prepare_cached(
                 "SELECT seq, change FROM log
                  WHERE tenant = :tenant AND seq > :cursor AND (store IS NULL OR store = :store)
@@ -627,13 +729,145 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn bootstrap(
+        &self,
+        scope: &DeviceScope,
+        from: Option<SnapshotPosition>,
+        limit: u32,
+    ) -> StorageResult<SnapshotPage> {
+        let scope = scope.clone();
+        self.read(move |tx| {
+            let from = match from {
+                Some(from) => {
+                    log_bounds(tx, &scope.tenant, from.snapshot_seq)?;
+                    from
+                }
+                None => SnapshotPosition {
+                    snapshot_seq: head_and_horizon(tx, &scope.tenant)?.0,
+                    phase: SnapshotPhase::Customers,
+                    after_id: String::new(),
+                },
+            };
+            let limit = limit.max(1) as usize;
+            // One more than asked tells whether another page follows.
+            let mut records = snapshot_phase(tx, &scope, from.phase, &from.after_id, limit + 1)?;
+            if from.phase == SnapshotPhase::Customers && records.len() <= limit {
+                let room = limit + 1 - records.len();
+                records.extend(snapshot_phase(tx, &scope, SnapshotPhase::Bills, "", room)?);
+            }
+            let mut next = None;
+            if records.len() > limit {
+                records.truncate(limit);
+                next = records.last().map(|last| SnapshotPosition {
+                    snapshot_seq: from.snapshot_seq,
+                    phase: if last.entity == Entity::Customer.as_str() {
+                        SnapshotPhase::Customers
+                    } else {
+                        SnapshotPhase::Bills
+                    },
+                    after_id: last.id.clone(),
+                });
+            }
+            Ok(SnapshotPage {
+                snapshot_seq: from.snapshot_seq,
+                records,
+                next,
+            })
+        })
+        .await
+    }
+
+    async fn customer_bills(
+        &self,
+        scope: &DeviceScope,
+        customer_id: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> StorageResult<HistoryPage<Box<RawValue>>> {
+        let (tenant, customer) = (scope.tenant.clone(), customer_id.to_owned());
+        self.read(move |tx| {
+            // A merged-away customer's bills all moved to its survivor, and
+            // `merged_into` is always one hop (see `dedup`).
+            let customer: String = tx
+                .prepare_cached(
+                    "SELECT coalesce(merged_into, id) FROM customers WHERE tenant = ?1 AND id = ?2",
+                )?
+                .query_row([&tenant, &customer], |r| r.get(0))
+                .optional()?
+                .unwrap_or(customer);
+            let n = i64::from(limit) + 1;
+            // Two statements rather than `:after IS NULL OR ...`, so SQLite
+            // seeks the index to the cursor.
+            let mut bills = match &after {
+                None => snapshot_records(
+                    &mut tx.prepare_cached(
+                        "SELECT id, state FROM bills WHERE tenant = :tenant AND customer_id = :c
+                         ORDER BY id DESC LIMIT :n",
+                    )?,
+                    named_params! { ":tenant": tenant, ":c": customer, ":n": n },
+                    Entity::Bill.as_str(),
+                )?,
+                Some(after) => snapshot_records(
+                    &mut tx.prepare_cached(
+                        "SELECT id, state FROM bills WHERE tenant = :tenant AND customer_id = :c
+                             AND id < :after
+                         ORDER BY id DESC LIMIT :n",
+                    )?,
+                    named_params! { ":tenant": tenant, ":c": customer, ":after": after, ":n": n },
+                    Entity::Bill.as_str(),
+                )?,
+            };
+            let next = (bills.len() > limit as usize).then(|| {
+                bills.truncate(limit as usize);
+                bills.last().map(|b| b.id.clone()).unwrap_or_default()
+            });
+            Ok(HistoryPage { bills, next })
+        })
+        .await
+    }
+
+    async fn compact(&self, tenant: &str, horizon: Horizon) -> StorageResult<Compaction> {
+        let tenant = tenant.to_owned();
+        // First raise the horizon, in its own transaction: from then on a
+        // pull from below it is refused, so deleting the entries after it
+        // can never hand anyone a partial log.
+        let (head, horizon) = {
+            let tenant = tenant.clone();
+            self.write(move |tx| {
+                let (head, current) = head_and_horizon(tx, &tenant)?;
+                let wanted = match horizon {
+                    Horizon::Seq(seq) => seq,
+                    Horizon::ReceivedBefore(at_ms) => tx
+                        .query_row(
+                            "SELECT max(server_seq) FROM received
+                             WHERE tenant = ?1 AND received_at < ?2",
+                            rusqlite::params![tenant, at_ms],
+                            |r| r.get::<_, Option<i64>>(0),
+                        )?
+                        .unwrap_or(0),
+                };
+                let horizon = wanted.min(head).max(current);
+                tx.execute(
+                    "UPDATE tenants SET horizon = ?2 WHERE id = ?1",
+                    rusqlite::params![tenant, horizon],
+                )?;
+                Ok((head, horizon))
+            })
+            .await?
+        };
+        let inner = Arc::clone(&self.inner);
+        let removed = blocking(move || delete_log_through(&inner.writer, &tenant, horizon)).await?;
+        Ok(Compaction {
+            horizon,
+            head,
+            removed,
+        })
+    }
+
     async fn changes_after(&self, scope: &DeviceScope, cursor: i64) -> StorageResult<bool> {
         let scope = scope.clone();
         self.read(move |tx| {
-            let head = tenant_head(tx, &scope.tenant)?;
-            if cursor > head {
-                return Err(StorageError::CursorAhead { cursor, head });
-            }
+            log_bounds(tx, &scope.tenant, cursor)?;
             // Walks only the entries after the cursor: as cheap as the wait is short.
             let found = tx
                 .prepare_cached(

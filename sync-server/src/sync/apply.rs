@@ -40,6 +40,14 @@ impl Entity {
             _ => None,
         }
     }
+
+    /// The entity's name in changes and snapshots.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Customer => "customer",
+            Entity::Bill => "bill",
+        }
+    }
 }
 
 /// A stored record as [`resolve`] needs it.

@@ -1,11 +1,15 @@
 //! The sync endpoints under `/v1`: push and pull here, the long-poll wait in
-//! [`wait`]. Handlers only translate between HTTP and the storage interface;
-//! the rules live in [`apply`] (and below it in till-core), the transactions
-//! in the storage backend.
+//! [`wait`], bootstrap and a customer's history in their own modules.
+//! Handlers only translate between HTTP and the storage interface; the rules
+//! live in [`apply`] (and below it in till-core), the transactions in the
+//! storage backend.
 //!
 //! Logged per request: ids and counts, never bodies.
 
 pub mod apply;
+pub mod bootstrap;
+pub mod history;
+pub mod snapshot;
 pub mod wait;
 
 use std::sync::Arc;
@@ -145,11 +149,7 @@ pub async fn pull(
     if request.cursor < 0 {
         return Err(ApiError::BadRequest("cursor must not be negative".into()));
     }
-    let limit = match request.limit {
-        None => DEFAULT_PULL_PAGE,
-        Some(0) => return Err(ApiError::BadRequest("limit must be at least 1".into())),
-        Some(n) => n.min(MAX_PULL_PAGE),
-    };
+    let limit = page_limit(request.limit, DEFAULT_PULL_PAGE, MAX_PULL_PAGE)?;
     let page = state.storage.pull(&scope, request.cursor, limit).await?;
     state.metrics.pulled(page.changes.len());
     tracing::info!(
@@ -159,4 +159,14 @@ pub async fn pull(
         "pull"
     );
     Ok(Json(page))
+}
+
+/// The page size to read: `default` when the client did not say, at most
+/// `max`; 0 is refused.
+fn page_limit(requested: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match requested {
+        None => Ok(default),
+        Some(0) => Err(ApiError::BadRequest("limit must be at least 1".into())),
+        Some(n) => Ok(n.min(max)),
+    }
 }

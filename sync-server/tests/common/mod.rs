@@ -189,6 +189,47 @@ impl Server {
         panic!("pull never caught up");
     }
 
+    pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .request(Method::GET, path, Some(token))
+            .send()
+            .await
+            .expect("get");
+        (resp.status(), resp.json().await.expect("json"))
+    }
+
+    /// Every bootstrap page from a new snapshot at `limit`: the records,
+    /// the snapshot's sequence and the page count. `between` runs after
+    /// each page but the last.
+    pub async fn bootstrap_all(
+        &self,
+        token: &str,
+        limit: u32,
+        mut between: impl AsyncFnMut(usize),
+    ) -> (Vec<Value>, i64, usize) {
+        let (mut records, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+        let mut snapshot = None;
+        loop {
+            let mut path = format!("/v1/bootstrap?limit={limit}");
+            if let Some(after) = &after {
+                path.push_str(&format!("&after={after}"));
+            }
+            let (status, page) = self.get(token, &path).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            pages += 1;
+            let seq = page["snapshot_seq"].as_i64().expect("snapshot_seq");
+            assert_eq!(*snapshot.get_or_insert(seq), seq, "one snapshot throughout");
+            let got = page["records"].as_array().cloned().expect("records");
+            assert!(got.len() <= limit as usize);
+            records.extend(got);
+            match page["next"].as_str() {
+                Some(next) => after = Some(next.to_owned()),
+                None => return (records, seq, pages),
+            }
+            between(pages).await;
+        }
+    }
+
     /// Begins a graceful shutdown: the server stops taking connections.
     pub fn begin_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {

@@ -226,6 +226,21 @@ pub fn till_change_ids(store: &Store) -> std::collections::BTreeSet<String> {
     rows
 }
 
+/// The server sequence of the last snapshot `store` bootstrapped from (0
+/// when it never did): the log entries up to it reached the till as state,
+/// not as changes.
+pub fn till_snapshot_seq(store: &Store) -> i64 {
+    let conn = Connection::open_with_flags(store.path(), OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open till");
+    conn.query_row(
+        "SELECT coalesce(max(fields ->> '$.snapshot_seq'), 0) FROM changes
+         WHERE entity = 'sync' AND op = 'bootstrap'",
+        [],
+        |r| r.get(0),
+    )
+    .expect("bootstrap entries")
+}
+
 /// The fields where `a` and `b` differ (a missing field counts as `null`),
 /// with both values.
 pub fn differences(a: &Fields, b: &Fields) -> Vec<(String, Value, Value)> {

@@ -209,7 +209,9 @@ fun asyncSyncWithObserver() {
     val summary = runBlocking { till.syncAsync(recorder) }
     check(summary.pushed >= 1uL) { "pushed $summary" }
     val phases = recorder.events.filter { it.startsWith("phase:") }
-    eq(phases, listOf("phase:PUSH", "phase:PULL", "phase:FINISH"), "phases in order")
+    // A new till pushes, then starts from a snapshot (its customer in it), then pulls.
+    eq(phases, listOf("phase:PUSH", "phase:BOOTSTRAP", "phase:PULL", "phase:FINISH"), "phases in order")
+    check(summary.bootstrapped >= 1uL) { "bootstrapped $summary" }
     check(recorder.events.any { it.startsWith("pushed:") && !it.startsWith("pushed:0:") }) { "pushed reported: ${recorder.events}" }
     check(recorder.events.any { it == "pulled:${summary.pulled}:${summary.cursor}" } || summary.pages > 1uL) { "pulled reported: ${recorder.events}" }
 }

@@ -5241,6 +5241,11 @@ data class SyncSummary (
     var `pages`: kotlin.ULong
     , 
     /**
+     * Snapshot records applied by a bootstrap.
+     */
+    var `bootstrapped`: kotlin.ULong
+    , 
+    /**
      * The last server sequence applied.
      */
     var `cursor`: kotlin.Long
@@ -5265,6 +5270,7 @@ public object FfiConverterTypeSyncSummary: FfiConverterRustBuffer<SyncSummary> {
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
             FfiConverterLong.read(buf),
         )
     }
@@ -5275,6 +5281,7 @@ public object FfiConverterTypeSyncSummary: FfiConverterRustBuffer<SyncSummary> {
             FfiConverterULong.allocationSize(value.`pulled`) +
             FfiConverterULong.allocationSize(value.`applied`) +
             FfiConverterULong.allocationSize(value.`pages`) +
+            FfiConverterULong.allocationSize(value.`bootstrapped`) +
             FfiConverterLong.allocationSize(value.`cursor`)
     )
 
@@ -5284,6 +5291,7 @@ public object FfiConverterTypeSyncSummary: FfiConverterRustBuffer<SyncSummary> {
             FfiConverterULong.write(value.`pulled`, buf)
             FfiConverterULong.write(value.`applied`, buf)
             FfiConverterULong.write(value.`pages`, buf)
+            FfiConverterULong.write(value.`bootstrapped`, buf)
             FfiConverterLong.write(value.`cursor`, buf)
     }
 }
@@ -6094,6 +6102,10 @@ enum class SyncPhase {
      * Sending the outbox.
      */
     PUSH,
+    /**
+     * Applying a snapshot of the device's scope (a new or long-offline device).
+     */
+    BOOTSTRAP,
     /**
      * Fetching and applying server changes.
      */
