@@ -435,6 +435,20 @@ impl Report {
         }
     }
 
+    /// How busy and how fast the machine is `when` (`start`, `end`):
+    /// `machine.load_1m_at_WHEN` and `machine.reference_work_us_at_WHEN`.
+    /// On a shared machine they tell a slow run from a slow product.
+    pub fn machine(&mut self, when: &str) {
+        let load = load_average().unwrap_or(f64::NAN);
+        self.figure(&format!("machine.load_1m_at_{when}"), load, "", None);
+        self.figure(
+            &format!("machine.reference_work_us_at_{when}"),
+            micros(reference_work()),
+            "us",
+            None,
+        );
+    }
+
     /// The figures of one latency: `NAME_median_us`, `NAME_p99_us` (held to
     /// `p99_target`), and when the CPU wait was observed,
     /// `NAME_p99_us_minus_cpu_wait` and `NAME_cpu_wait_pct` (the share of
@@ -618,6 +632,30 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target"))
 }
 
+/// A data set kept under `target/bench/<name>/` between runs, built by
+/// `build` the first time. It is built in a sibling `.partial` folder and
+/// renamed into place only when `build` returns, so a run interrupted half
+/// way through building is never mistaken for a finished data set.
+pub fn cached_data(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    cached_data_in(&target_dir().join("bench"), name, build)
+}
+
+fn cached_data_in(bench: &Path, name: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    let done = bench.join(name);
+    if done.is_dir() {
+        return done;
+    }
+    let partial = bench.join(format!(".{name}.partial"));
+    // Leftovers of an interrupted build are incomplete by definition.
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).expect("remove an interrupted data set");
+    }
+    std::fs::create_dir_all(&partial).expect("create the data set folder");
+    build(&partial);
+    std::fs::rename(&partial, &done).expect("move the finished data set into place");
+    done
+}
+
 /// A number for the table: three significant-looking digits without noise.
 fn format_value(value: f64) -> String {
     let magnitude = value.abs();
@@ -672,6 +710,29 @@ mod tests {
             .expect_err("typo")
             .contains("--quik"));
         assert_eq!(Args::parse(["--help"]), Err(String::new()));
+    }
+
+    #[test]
+    fn a_data_set_is_reused_only_once_its_build_finished() {
+        let bench = tempfile::tempdir().expect("temp");
+        let interrupted = std::panic::catch_unwind(|| {
+            cached_data_in(bench.path(), "set", |dir| {
+                std::fs::write(dir.join("half"), "x").expect("write");
+                panic!("interrupted");
+            })
+        });
+        assert!(interrupted.is_err());
+        assert!(!bench.path().join("set").exists());
+
+        let mut builds = 0;
+        let dir = cached_data_in(bench.path(), "set", |dir| {
+            builds += 1;
+            std::fs::write(dir.join("whole"), "x").expect("write");
+        });
+        assert_eq!(dir, bench.path().join("set"));
+        assert!(dir.join("whole").exists() && !dir.join("half").exists());
+        cached_data_in(bench.path(), "set", |_| builds += 1);
+        assert_eq!(builds, 1, "a finished data set is not built again");
     }
 
     #[test]

@@ -56,9 +56,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rusqlite::Connection;
-use till_bench::{
-    load_average, micros, reference_work, Args, CpuWait, Report, Samples, Scale, Summary, Target,
-};
+use till_bench::{Args, CpuWait, Report, Samples, Scale, Summary, Target};
 use till_core::{NewBill, NewCustomer, NewLine, RefundLine, Store, StoreOptions, Tender};
 use uuid::Uuid;
 
@@ -187,7 +185,7 @@ impl Bench {
     }
 
     fn run(&mut self) -> Res<()> {
-        self.machine("start");
+        self.report.machine("start");
         let started = Instant::now();
         self.populate_customers()?;
         self.populate_bills()?;
@@ -208,22 +206,8 @@ impl Bench {
         r.figure("store.db_bytes_per_bill", per_bill, "B", None);
         r.figure("store.raw_db_size_mb", raw_bytes / 1e6, "MB", None);
         r.figure("store.run_s", started.elapsed().as_secs_f64(), "s", None);
-        self.machine("end");
+        self.report.machine("end");
         Ok(())
-    }
-
-    /// How busy and how fast the machine is: a shared machine moves every figure.
-    fn machine(&mut self, when: &str) {
-        let load = load_average().unwrap_or(f64::NAN);
-        let work = micros(reference_work());
-        let r = &mut self.report;
-        r.figure(&format!("machine.load_1m_at_{when}"), load, "", None);
-        r.figure(
-            &format!("machine.reference_work_us_at_{when}"),
-            work,
-            "us",
-            None,
-        );
     }
 
     // -----------------------------------------------------------------------

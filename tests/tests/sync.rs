@@ -215,21 +215,22 @@ fn a_delete_and_a_concurrent_edit_both_apply() {
     server.stop();
 }
 
-/// Appends a change the server will refuse (an update of a customer it has
-/// never seen) to `till`'s outbox, stamped like the till's own changes.
-fn forge_unknown_update(till: &Till) -> String {
+/// Appends to `till`'s outbox an update of customer `id` setting `fields`,
+/// stamped like the till's own changes but a second later; returns its
+/// change id.
+fn forge_update(till: &Till, id: &str, fields: Value) -> String {
     let conn = Connection::open(till.store.path()).expect("open");
-    let id = Uuid::now_v7().to_string();
     let change_id = Uuid::now_v7().to_string();
     let node = till.store.identity().node();
-    let now = chrono_now();
+    let now = chrono_now() + 1_000;
     conn.execute(
         "INSERT INTO changes (change_id, entity, entity_id, op, fields, before, hlc, device_id,
                               staff_id, at)
-         VALUES (?1, 'customer', ?2, 'update', '{\"notes\":\"x\"}', NULL, ?3, ?4, 'priya', ?5)",
+         VALUES (?1, 'customer', ?2, 'update', ?3, NULL, ?4, ?5, 'priya', ?6)",
         rusqlite::params![
             change_id,
             id,
+            fields.to_string(),
             format!("{now:015}-{:010}-{node}", 0),
             node,
             now
@@ -237,6 +238,15 @@ fn forge_unknown_update(till: &Till) -> String {
     )
     .expect("forge");
     change_id
+}
+
+/// An update the server will refuse: of a customer it has never seen.
+fn forge_unknown_update(till: &Till) -> String {
+    forge_update(
+        till,
+        &Uuid::now_v7().to_string(),
+        serde_json::json!({"notes": "x"}),
+    )
 }
 
 fn chrono_now() -> i64 {
@@ -467,4 +477,70 @@ fn push_raw(server: &Server, till: &Till, body: &Value) -> Vec<Value> {
     let (_, json) = response.split_once("\r\n\r\n").expect("http response");
     let value: Value = serde_json::from_str(json).expect("body");
     value["results"].as_array().cloned().expect("results")
+}
+
+fn extra_of(till: &Till, customer: Uuid) -> Value {
+    let conn = Connection::open(till.store.path()).expect("open");
+    let extra: String = conn
+        .query_row(
+            "SELECT extra FROM customers WHERE id = ?1",
+            [customer.to_string()],
+            |r| r.get(0),
+        )
+        .expect("extra");
+    serde_json::from_str(&extra).expect("json")
+}
+
+#[test]
+fn a_field_from_a_newer_app_survives_older_tills_edits_and_reaches_new_tills() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let newer = Till::new(&server, dir.path(), "S1", "T1");
+    let older = Till::new(&server, dir.path(), "S1", "T2");
+    let c = newer
+        .store
+        .create_customer(NewCustomer::named("Lena Park").with_phone("90000 55555"))
+        .expect("customer");
+    // As a newer app version would write it.
+    forge_update(
+        &newer,
+        &c.id.to_string(),
+        serde_json::json!({"loyalty_tier": "gold"}),
+    );
+    assert_eq!(newer.sync().pushed, 2);
+
+    older.sync();
+    assert_eq!(extra_of(&older, c.id)["loyalty_tier"], "gold");
+    let read = older.store.customer(c.id).expect("read");
+    older
+        .store
+        .update_customer(
+            c.id,
+            read.version,
+            CustomerUpdate {
+                name: Some("Lena Park-Kim".into()),
+                ..CustomerUpdate::default()
+            },
+        )
+        .expect("edit");
+    assert_eq!(
+        extra_of(&older, c.id)["loyalty_tier"],
+        "gold",
+        "kept by the edit"
+    );
+    older.sync();
+
+    let held = &common::inspect::ServerView::read(&dir.path().join("server"), "t1").customers
+        [&c.id.to_string()];
+    assert_eq!(held.values["loyalty_tier"], "gold");
+    assert_eq!(held.values["name"], "Lena Park-Kim");
+
+    let fresh = Till::new(&server, dir.path(), "S2", "T1");
+    fresh.sync();
+    assert_eq!(extra_of(&fresh, c.id)["loyalty_tier"], "gold");
+    assert_eq!(
+        fresh.store.customer(c.id).expect("pulled").name,
+        "Lena Park-Kim"
+    );
+    server.stop();
 }
