@@ -173,7 +173,10 @@ mod tests {
         // LIKE folds case: both letters come back, told apart here.
         assert!(keys.iter().any(|k| k == "P919876543210"), "{keys:?}");
         assert!(keys.iter().any(|k| k == "P9876543210"), "{keys:?}");
-        assert!(keys.iter().any(|k| k == "p9876543210"), "a suffix of +91...");
+        assert!(
+            keys.iter().any(|k| k == "p9876543210"),
+            "a suffix of +91..."
+        );
         assert!(!keys.iter().any(|k| k == "p919876543210"), "{keys:?}");
     }
 
