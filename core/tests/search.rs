@@ -296,6 +296,24 @@ fn phone_fragments_in_any_format_find_the_customer() {
 }
 
 #[test]
+fn a_phone_starting_with_the_digits_ranks_above_hundreds_of_newer_ones_containing_them() {
+    let f = Fixture::new();
+    f.add("Early Bird", Some("98765 00001"));
+    // Newer customers whose numbers hold 98765 further in: more than a
+    // search judges, so the prefix match must be found by its own key.
+    for i in 0..260 {
+        f.add(&format!("Later {i}"), Some(&format!("9{i:03}9 87650")));
+    }
+    let hits = f.store.search_customers("98765", 5).expect("search");
+    assert_eq!(hits.len(), 5);
+    assert_eq!(hits[0].customer.name, "Early Bird");
+    assert_eq!(hits[0].matched[0].kind, MatchKind::Prefix);
+    assert_eq!(hits[1].matched[0].kind, MatchKind::Partial);
+    // Among the partial matches, the newest first.
+    assert_eq!(hits[1].customer.name, "Later 259");
+}
+
+#[test]
 fn customer_numbers_whole_or_partial() {
     let f = Fixture::new();
     let c = f.add("Numbered One", None);

@@ -11,7 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 /// Brings the database at `conn` to [`VERSION`], creating it when empty.
 /// Foreign keys are off while it runs: an upgrade that rebuilds a table
@@ -62,6 +62,10 @@ fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
         4 => conn.execute_batch(include_str!("v5.sql"))?,
         5 => conn.execute_batch(include_str!("v6.sql"))?,
         6 => conn.execute_batch(include_str!("v7.sql"))?,
+        7 => {
+            conn.execute_batch(include_str!("v8.sql"))?;
+            crate::search::fts::reindex_digits(conn)?;
+        }
         _ => unreachable!("no upgrade step from version {version}"),
     }
     Ok(())
@@ -138,6 +142,42 @@ mod tests {
             found("phone", "56789").is_empty(),
             "deleted customers are not indexed"
         );
+    }
+
+    #[test]
+    fn phone_keys_of_a_v7_file_mark_where_numbers_start_after_upgrade() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for v in 0..7 {
+            upgrade_from(&conn, v).expect("old step");
+        }
+        conn.pragma_update(None, "user_version", 7)
+            .expect("version");
+        // As v7 wrote them: every suffix under 'p', the whole number too.
+        conn.execute_batch(
+            "INSERT INTO customers (rid, id, number, name, name_key, phone_raw, phone_e164,
+                 stage, created_at, updated_at, version)
+             VALUES (7, '0190a0b2-0000-7000-8000-000000000001', 'S01-T01-C000007', 'Asha Rao',
+                 'asha rao', '98765 43210', '+919876543210', 'new', 1, 1, 1);
+             INSERT INTO customers_digits (key, rid)
+             VALUES ('p919876543210', 7), ('p9876543210', 7), ('p43210', 7);",
+        )
+        .expect("v7 rows");
+        migrate(&mut conn).expect("upgrade");
+        let keys: Vec<String> = conn
+            .prepare("SELECT key FROM customers_digits WHERE rid = 7 AND key LIKE 'p%'")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        // LIKE folds case: both letters come back, told apart here.
+        assert!(keys.iter().any(|k| k == "P919876543210"), "{keys:?}");
+        assert!(keys.iter().any(|k| k == "P9876543210"), "{keys:?}");
+        assert!(
+            keys.iter().any(|k| k == "p9876543210"),
+            "a suffix of +91..."
+        );
+        assert!(!keys.iter().any(|k| k == "p919876543210"), "{keys:?}");
     }
 
     #[test]

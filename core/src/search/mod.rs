@@ -183,8 +183,18 @@ impl Store {
             // rows returned: a write committing mid-search changes nothing.
             let tx = conn.unchecked_transaction()?;
             let conn: &Connection = &tx;
-            let mut rids: Vec<i64> = fts::by_digits(conn, &q)?;
-            if q.words().next().is_some() {
+            let words = q.words().next().is_some();
+            // Digits alone: the judge ranks what `by_digits` hands it, so its
+            // best `RANKED_CANDIDATES_PER_RESULT * limit` suffice. With words,
+            // a customer must match them too, so more digit candidates are
+            // judged against the ranked index's.
+            let want = if words {
+                fts::CANDIDATES_MAX
+            } else {
+                RANKED_CANDIDATES_PER_RESULT * limit
+            };
+            let mut rids: Vec<i64> = fts::by_digits(conn, &q, want)?;
+            if words {
                 // Without a ranked index (still opening, rebuilding), a
                 // small store is judged row by row from the start of the log.
                 let fresh = match (&view, &ranked) {

@@ -1,0 +1,8 @@
+-- Till store schema, version 8: phone digit keys tell where a number starts.
+--
+-- customers_digits keeps a phone's whole digit string under 'P' and its
+-- shorter suffixes under 'p' (they were all 'p'), so the customers whose
+-- number starts with a fragment are one range of their own and rank first
+-- without judging every customer that merely contains it. The rows are
+-- rebuilt from the customers by `search::fts::reindex_digits` in the same
+-- transaction (see `schema::upgrade_from`).
