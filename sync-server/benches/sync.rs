@@ -59,7 +59,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rusqlite::{named_params, Connection, TransactionBehavior};
 use serde_json::{Map, Value};
-use till_bench::{load_average, micros, reference_work, Args, Report, Samples, Scale, Target};
+use till_bench::{Args, Report, Samples, Scale, Target};
 use till_core::bills::totals;
 use till_core::clock::Hlc;
 use till_core::customers::Phone;
@@ -130,7 +130,7 @@ fn main() -> Res<()> {
     report.scale_param("apply_changes", plan.apply_changes as f64);
     report.scale_param("pushers", PUSHERS as f64);
     report.scale_param("changes_per_pusher", plan.changes_per_pusher as f64);
-    machine(&mut report, "start");
+    report.machine("start");
     let started = Instant::now();
     let server = BenchServer::start(&dir.path().join("server"))?;
 
@@ -155,7 +155,7 @@ fn main() -> Res<()> {
     }
 
     report.figure("sync.run_s", started.elapsed().as_secs_f64(), "s", None);
-    machine(&mut report, "end");
+    report.machine("end");
     server.stop()?;
     println!();
     report.print_table();
@@ -165,22 +165,6 @@ fn main() -> Res<()> {
         println!("target missed: {} = {:.3}", missed.name, missed.value);
     }
     Ok(())
-}
-
-/// How busy and how fast the machine is: a shared machine moves every figure.
-fn machine(report: &mut Report, when: &str) {
-    report.figure(
-        &format!("machine.load_1m_at_{when}"),
-        load_average().unwrap_or(f64::NAN),
-        "",
-        None,
-    );
-    report.figure(
-        &format!("machine.reference_work_us_at_{when}"),
-        micros(reference_work()),
-        "us",
-        None,
-    );
 }
 
 // ---------------------------------------------------------------------------
@@ -985,31 +969,23 @@ fn push_at_once(server: &BenchServer, plan: &Plan, report: &mut Report) -> Res<(
 // Bootstrap of a big store
 
 /// The bootstrap tenant's server data, cached under `target/bench` (its
-/// size in the name) since generating it takes longer than the
-/// bootstrap: built in a folder of its own and renamed only once complete,
-/// so an interrupted build is never taken for a data set. Returns the
-/// folder and the number of records a till of S1 bootstraps.
+/// size in the name) since generating it takes longer than the bootstrap
+/// (see `till_bench::cached_data`). Returns the folder and the number of
+/// records a till of S1 bootstraps.
 fn big_data(plan: &Plan, report: &mut Report) -> Res<(PathBuf, usize)> {
-    let bench = till_bench::target_dir().join("bench");
-    let data = bench.join(format!(
+    let name = format!(
         "sync-data-v{DATA_VERSION}-schema{SCHEMA_VERSION}-{}-{}",
         plan.customers, plan.bills
-    ));
-    let expected_file = data.join("expected");
-    if let Ok(text) = std::fs::read_to_string(&expected_file) {
-        eprintln!("  bootstrap: the data set cached in {}", data.display());
-        return Ok((data, text.trim().parse()?));
-    }
-    std::fs::create_dir_all(&bench)?;
-    let building = tempfile::Builder::new()
-        .prefix("sync-data-building-")
-        .tempdir_in(&bench)?;
-    let server = BenchServer::start(building.path())?;
-    let expected = populate_big(&server, plan, report)?;
-    server.stop()?;
-    std::fs::write(building.path().join("expected"), expected.to_string())?;
-    std::fs::remove_dir_all(&data).ok();
-    std::fs::rename(building.keep(), &data)?;
+    );
+    let data = till_bench::cached_data(&name, |dir| {
+        let server = BenchServer::start(dir).expect("server");
+        let expected = populate_big(&server, plan, report).expect("populate");
+        server.stop().expect("stop");
+        std::fs::write(dir.join("expected"), expected.to_string()).expect("record the count");
+    });
+    let expected = std::fs::read_to_string(data.join("expected"))?
+        .trim()
+        .parse()?;
     Ok((data, expected))
 }
 

@@ -11,10 +11,9 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{snapshot, Server, Till};
+use common::{snapshot, Server, StopOnce, Till};
 use till_core::{
     CustomerUpdate, NewBill, NewCustomer, NewLine, NoopObserver, Store, StoreOptions, SyncClient,
     SyncObserver, Tender,
@@ -188,16 +187,11 @@ fn records_changing_between_snapshot_pages_still_converge() {
 }
 
 /// Stops the server after the first bootstrap page is applied.
-struct StopAfterFirstPage(Mutex<Option<Server>>);
+struct StopAfterFirstPage(StopOnce);
 
 impl SyncObserver for StopAfterFirstPage {
     fn bootstrapped(&self, _records: usize, _snapshot_seq: i64) {
-        let server = self.0.lock().expect("lock").take();
-        if let Some(server) = server {
-            std::thread::spawn(move || server.stop())
-                .join()
-                .expect("stopped");
-        }
+        self.0.stop();
     }
 }
 
@@ -219,7 +213,7 @@ fn a_bootstrap_cut_short_resumes_and_never_claims_to_be_caught_up() {
 
     let mut b = fresh(&server, dir.path(), "S1", "T2");
     b.config.bootstrap_page = 3;
-    let observer = StopAfterFirstPage(Mutex::new(Some(server)));
+    let observer = StopAfterFirstPage(StopOnce::new(server));
     let err = b
         .store
         .sync(&b.config, &observer)

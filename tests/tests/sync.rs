@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::sync::Mutex;
-
-use common::{snapshot, Server, Till};
+use common::{snapshot, Server, StopOnce, Till};
 use rusqlite::Connection;
 use serde_json::Value;
 use till_core::{CustomerUpdate, NewBill, NewCustomer, NewLine, Store, SyncObserver, Tender};
@@ -294,17 +292,11 @@ fn a_rejected_change_is_quarantined_and_the_rest_goes_through() {
 }
 
 /// Stops the server after the first pulled page is applied.
-struct StopAfterFirstPage(Mutex<Option<Server>>);
+struct StopAfterFirstPage(StopOnce);
 
 impl SyncObserver for StopAfterFirstPage {
     fn pulled(&self, _changes: usize, _cursor: i64) {
-        let server = self.0.lock().expect("lock").take();
-        if let Some(server) = server {
-            // A runtime cannot be dropped on the syncing one's thread.
-            std::thread::spawn(move || server.stop())
-                .join()
-                .expect("stopped");
-        }
+        self.0.stop();
     }
 }
 
@@ -332,7 +324,7 @@ fn an_interrupted_sync_resumes_without_loss_or_duplication() {
     a.sync();
 
     b.config.pull_page = 5;
-    let observer = StopAfterFirstPage(Mutex::new(Some(server)));
+    let observer = StopAfterFirstPage(StopOnce::new(server));
     let err = b
         .store
         .sync(&b.config, &observer)
@@ -398,7 +390,7 @@ fn a_sync_cut_short_after_its_push_never_shows_a_till_its_own_older_state() {
     // (the customer's creation) and, fetched ahead of it, maybe the second
     // (the bill's opening).
     a.config.pull_page = 1;
-    let observer = StopAfterFirstPage(Mutex::new(Some(server)));
+    let observer = StopAfterFirstPage(StopOnce::new(server));
     a.store
         .sync(&a.config, &observer)
         .expect_err("the server went away");

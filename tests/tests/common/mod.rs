@@ -130,6 +130,26 @@ impl Server {
     }
 }
 
+/// A server that a sync observer stops from inside a sync, the first time
+/// it is asked to.
+pub struct StopOnce(std::sync::Mutex<Option<Server>>);
+
+impl StopOnce {
+    pub fn new(server: Server) -> StopOnce {
+        StopOnce(std::sync::Mutex::new(Some(server)))
+    }
+
+    pub fn stop(&self) {
+        let server = self.0.lock().expect("lock").take();
+        if let Some(server) = server {
+            // A runtime cannot be dropped on the syncing one's thread.
+            std::thread::spawn(move || server.stop())
+                .join()
+                .expect("stopped");
+        }
+    }
+}
+
 /// A till enrolled on a server: its store and its sync configuration.
 pub struct Till {
     pub store: Store,
