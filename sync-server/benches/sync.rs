@@ -540,7 +540,7 @@ fn populate(server: &BenchServer, scope: &DeviceScope, changes: &[Change]) -> Re
         let checked = batch
             .iter()
             .map(|c| {
-                till_sync_server::sync::apply::check(scope, serde_json::to_value(c)?)
+                till_sync_server::sync::apply::check(scope, &serde_json::value::to_raw_value(c)?)
                     .map_err(|(_, r)| format!("generated change refused: {}", r.message).into())
             })
             .collect::<Res<Vec<Change>>>()?;

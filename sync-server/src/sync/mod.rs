@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use till_core::clock::Hlc;
 use till_core::sync::conflict::{self, MAX_CLOCK_AHEAD_MS};
 use till_core::sync::protocol::{
@@ -46,7 +46,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 pub async fn push(
     State(state): State<AppState>,
     scope: DeviceScope,
-    ApiJson(request): ApiJson<PushRequest<Value>>,
+    ApiJson(request): ApiJson<PushRequest<Box<RawValue>>>,
 ) -> Result<Json<PushResponse>, ApiError> {
     let now = crate::now_ms();
     let total = request.changes.len();
@@ -61,7 +61,7 @@ pub async fn push(
     let mut results: Vec<Option<PushResult>> = Vec::with_capacity(total);
     let mut checked = Vec::with_capacity(total);
     for value in request.changes {
-        match apply::check(&scope, value) {
+        match apply::check(&scope, &value) {
             Ok(change) => {
                 results.push(None);
                 checked.push(change);
