@@ -35,7 +35,7 @@ pub const DEFAULT_PULL_PAGE: u32 = 200;
 
 /// `POST /v1/push`: a batch of outbox changes, oldest first.
 ///
-/// The server reads each change on its own (as `PushRequest<Value>`), so a
+/// The server reads each change on its own (as `PushRequest<Box<RawValue>>`), so a
 /// change it cannot parse is rejected alone instead of failing the batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PushRequest<C = Change> {
