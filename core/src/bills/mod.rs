@@ -78,6 +78,13 @@ pub(crate) fn load(conn: &Connection, key: &str, by_number: bool) -> Result<(i64
     Ok((rid, bill))
 }
 
+/// Whether the bill `id` is here, without reading it.
+pub(crate) fn exists(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM bills WHERE id = ?1)")?
+        .query_row([id], |r| r.get(0))?)
+}
+
 /// The fields of a bill as the change log records them.
 pub(crate) fn change_fields(bill: &Bill) -> Result<serde_json::Value> {
     crate::changes::fields_of(bill, DERIVED)

@@ -128,7 +128,7 @@ pub(crate) fn prepare(page: BootstrapPage<Box<RawValue>>) -> PreparedPage {
 }
 
 /// The bill `id`, at version 1, from the JSON object text `fields`.
-fn decode_bill(id: &str, fields: &str) -> Option<Bill> {
+pub(super) fn decode_bill(id: &str, fields: &str) -> Option<Bill> {
     let rest = fields.trim_start().strip_prefix('{')?;
     let comma = if rest.trim_start().starts_with('}') {
         ""
@@ -159,7 +159,7 @@ pub(crate) fn apply_page(
             Prepared::Bill { mut bill, hlc } => {
                 observe(w, &hlc);
                 let id = bill.id.to_string();
-                if !pending.contains(&id) && !has_bill(w, &id)? {
+                if !pending.contains(&id) && !bills::exists(&w.tx, &id)? {
                     incoming::place_in_chain(w, &mut bill, None);
                     bills::write_row(w, None, None, &bill)?;
                     applied.changed += 1;
@@ -238,12 +238,6 @@ fn pending_records(w: &Writer<'_>, snapshot_seq: i64) -> Result<HashSet<String>>
         .query_map([snapshot_seq], |r| r.get(0))?
         .collect::<rusqlite::Result<HashSet<String>>>()?;
     Ok(ids)
-}
-
-fn has_bill(w: &Writer<'_>, id: &str) -> Result<bool> {
-    Ok(w.tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM bills WHERE id = ?1)")?
-        .query_row([id], |r| r.get(0))?)
 }
 
 /// Completes a bootstrap in the transaction of its last page: the cursor

@@ -58,10 +58,10 @@ use std::time::Duration;
 
 use super::bootstrap::PreparedPage;
 use super::error::SyncError;
+use super::incoming::Pulled;
 use super::outbox::BootstrapProgress;
 use super::protocol::{
-    PullResponse, ServerChange, DEFAULT_BOOTSTRAP_PAGE, MAX_BOOTSTRAP_PAGE, MAX_PULL_PAGE,
-    MAX_PUSH_BATCH,
+    PullResponse, DEFAULT_BOOTSTRAP_PAGE, MAX_BOOTSTRAP_PAGE, MAX_PULL_PAGE, MAX_PUSH_BATCH,
 };
 use super::transport::Transport;
 use super::{bootstrap, incoming, outbox};
@@ -366,24 +366,29 @@ impl AsyncSyncClient {
                 );
             }
             let ahead = page.has_more.then(|| self.pull_page(page.cursor));
-            let changes: &[ServerChange] = &page.changes;
+            let PullResponse {
+                changes,
+                cursor: next,
+                ..
+            } = page;
+            let count = changes.len();
             let applied = store.write(|w| {
                 if outbox::cursor(&w.tx)? != cursor || outbox::bootstrap_progress(&w.tx)?.is_some()
                 {
                     return Ok(None);
                 }
                 let applied = incoming::apply_page(w, changes)?;
-                outbox::set_cursor(w, page.cursor)?;
+                outbox::set_cursor(w, next)?;
                 Ok(Some(applied))
             })?;
             match applied {
                 Some(applied) => {
-                    summary.pulled += changes.len();
+                    summary.pulled += count;
                     summary.applied += applied.changed;
                     summary.pages += 1;
-                    cursor = page.cursor;
+                    cursor = next;
                     summary.cursor = cursor;
-                    observer.pulled(changes.len(), cursor);
+                    observer.pulled(count, cursor);
                     match ahead {
                         Some(ahead) => fetch = ahead,
                         None => return Ok(()),
@@ -401,11 +406,20 @@ impl AsyncSyncClient {
         }
     }
 
-    /// Starts fetching the pull page after `cursor`.
-    fn pull_page(&self, cursor: i64) -> Ahead<PullResponse> {
+    /// Starts fetching the pull page after `cursor`, and decoding its changes.
+    fn pull_page(&self, cursor: i64) -> Ahead<PullResponse<Pulled>> {
         let limit = self.pull_page;
         Ahead::start(&self.transport, move |t, log| async move {
-            t.pull(cursor, limit, &*log).await
+            let page = t.pull(cursor, limit, &*log).await?;
+            tokio::task::spawn_blocking(move || {
+                Ok(PullResponse {
+                    changes: incoming::prepare(page.changes)?,
+                    cursor: page.cursor,
+                    has_more: page.has_more,
+                })
+            })
+            .await
+            .map_err(|_| SyncError::Protocol("decoding a pull page failed".into()))?
         })
     }
 

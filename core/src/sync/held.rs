@@ -106,7 +106,7 @@ mod tests {
     use serde_json::{json, Value};
     use uuid::Uuid;
 
-    use crate::sync::incoming::apply_page;
+    use crate::sync::incoming::{apply_page, prepare};
     use crate::sync::protocol::ServerChange;
     use crate::{Change, NewBill, NewCustomer, NewLine, Store, StoreOptions, Tender};
 
@@ -156,8 +156,11 @@ mod tests {
         )
     }
 
+    /// Applies `page` as a till reads it off the wire.
     fn pull(store: &Store, page: &[ServerChange]) {
-        store.write(|w| apply_page(w, page)).expect("apply");
+        let sent = serde_json::to_string(page).expect("JSON");
+        let pulled = prepare(serde_json::from_str(&sent).expect("raw changes")).expect("decoded");
+        store.write(|w| apply_page(w, pulled)).expect("apply");
     }
 
     fn phone_shared(store: &Store, id: Uuid) -> bool {

@@ -42,14 +42,15 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::named_params;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::held;
-use super::protocol::ServerChange;
+use serde_json::value::RawValue;
+
+use super::protocol::{RawServerChange, ServerChange};
+use super::{bootstrap, held, SyncError};
 use crate::bills::{self, Bill};
-use crate::changes::Change;
+use crate::changes::{Change, Fields};
 use crate::clock::Hlc;
 use crate::customers::{self, Customer};
 use crate::error::{Error, Result};
@@ -64,27 +65,100 @@ pub(crate) struct Applied {
     pub skipped: usize,
 }
 
+/// A pulled change decoded ahead of its transaction (see [`prepare`]).
+#[derive(Debug)]
+pub(crate) struct Pulled {
+    /// The change as the server sent it: its texts go to the change log.
+    raw: RawServerChange,
+    /// Its fields, decoded.
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    /// A bill's fields read as the bill at version 1: what a bill new to
+    /// this device, with no local change waiting, is written as.
+    Bill(Box<Bill>),
+    /// Any other change, its fields as a map (`before` is left empty: the
+    /// appliers never read it).
+    Change(Box<ServerChange>),
+}
+
+/// Decodes a pulled page. It runs where the page was fetched, off the
+/// store's writer, so decoding page N+1 overlaps writing page N; a bill is
+/// read straight from its JSON text (see `bootstrap::decode_bill`).
+pub(crate) fn prepare(
+    changes: Vec<RawServerChange>,
+) -> std::result::Result<Vec<Pulled>, SyncError> {
+    changes
+        .into_iter()
+        .map(|raw| {
+            if !is_object(&raw.before) {
+                return Err(not_an_object());
+            }
+            let bill = (raw.entity == bills::ENTITY)
+                .then(|| bootstrap::decode_bill(&raw.entity_id, raw.fields.get()))
+                .flatten();
+            let body = match bill {
+                Some(bill) => Body::Bill(Box::new(bill)),
+                None => Body::Change(Box::new(server_change(&raw)?)),
+            };
+            Ok(Pulled { raw, body })
+        })
+        .collect()
+}
+
+/// `raw` with its fields as a map.
+fn server_change(raw: &RawServerChange) -> std::result::Result<ServerChange, SyncError> {
+    Ok(ServerChange {
+        server_seq: raw.server_seq,
+        change: Change {
+            change_id: raw.change_id,
+            entity: raw.entity.clone(),
+            entity_id: raw.entity_id.clone(),
+            op: raw.op.clone(),
+            fields: serde_json::from_str(raw.fields.get()).map_err(|_| not_an_object())?,
+            before: Fields::new(),
+            hlc: raw.hlc.clone(),
+            device: raw.device.clone(),
+            staff: raw.staff.clone(),
+            at_ms: raw.at_ms,
+        },
+    })
+}
+
+fn not_an_object() -> SyncError {
+    SyncError::Protocol("a pulled change's fields are not a JSON object".into())
+}
+
+/// Whether a JSON text (valid, as a `RawValue` is) is an object.
+fn is_object(text: &RawValue) -> bool {
+    text.get().trim_start().starts_with('{')
+}
+
 /// Applies `changes` (one pulled page, by ascending server sequence).
-pub(crate) fn apply_page(w: &mut Writer<'_>, changes: &[ServerChange]) -> Result<Applied> {
+pub(crate) fn apply_page(w: &mut Writer<'_>, changes: Vec<Pulled>) -> Result<Applied> {
     let mut applied = Applied::default();
-    for sc in changes {
-        let change = &sc.change;
-        if let Ok(stamp) = change.hlc.parse::<Hlc>() {
+    for Pulled { raw, body } in changes {
+        if let Ok(stamp) = raw.hlc.parse::<Hlc>() {
             w.observe(&stamp);
         }
-        record_remote(w, change)?;
-        let did = match change.entity.as_str() {
-            customers::ENTITY => apply_customer(w, sc)?,
-            bills::ENTITY => apply_bill(w, sc)?,
-            _ => None,
+        record_remote(w, &raw)?;
+        let did = match body {
+            Body::Bill(bill) => apply_pulled_bill(w, &raw, *bill)?,
+            Body::Change(sc) => match sc.change.entity.as_str() {
+                customers::ENTITY => apply_customer(w, &sc)?,
+                bills::ENTITY => apply_bill(w, &sc)?,
+                _ => None,
+            },
         };
         match did {
             Some(true) => applied.changed += 1,
             Some(false) => {}
             None => {
                 tracing::warn!(
-                    server_seq = sc.server_seq,
-                    entity = %change.entity,
+                    server_seq = raw.server_seq,
+                    entity = %raw.entity,
                     "pulled change skipped: unknown entity or record"
                 );
                 applied.skipped += 1;
@@ -95,34 +169,70 @@ pub(crate) fn apply_page(w: &mut Writer<'_>, changes: &[ServerChange]) -> Result
     Ok(applied)
 }
 
-/// Records a pulled change in the change log as the server's; a change
-/// already there (one this device made) is left as it is.
-fn record_remote(w: &Writer<'_>, change: &Change) -> Result<()> {
+/// Records a pulled change in the change log as the server's, its fields
+/// and before-image as the server sent them; a change already there (one
+/// this device made) is left as it is.
+fn record_remote(w: &Writer<'_>, change: &RawServerChange) -> Result<()> {
+    // By position, in the order of the columns (see `bills::write_row`).
     w.tx.prepare_cached(
         "INSERT INTO changes (change_id, entity, entity_id, op, fields, before, hlc,
                               device_id, staff_id, at, origin, pushed_at)
-         VALUES (:change_id, :entity, :entity_id, :op, :fields, :before, :hlc,
-                 :device, :staff, :at, 'remote', :now)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'remote', ?11)
          ON CONFLICT (change_id) DO NOTHING",
     )?
-    .execute(named_params! {
-        ":change_id": change.change_id.to_string(),
-        ":entity": change.entity,
-        ":entity_id": change.entity_id,
-        ":op": change.op,
-        ":fields": serde_json::to_string(&change.fields)?,
-        ":before": if change.before.is_empty() {
-            None
-        } else {
-            Some(serde_json::to_string(&change.before)?)
-        },
-        ":hlc": change.hlc,
-        ":device": change.device,
-        ":staff": change.staff,
-        ":at": change.at_ms,
-        ":now": w.now_ms,
-    })?;
+    .execute(rusqlite::params![
+        change.change_id.to_string(),
+        change.entity,
+        change.entity_id,
+        change.op,
+        change.fields.get(),
+        (!is_empty_object(&change.before)).then(|| change.before.get()),
+        change.hlc,
+        change.device,
+        change.staff,
+        change.at_ms,
+        w.now_ms,
+    ])?;
     Ok(())
+}
+
+/// Whether a JSON object text has no members.
+fn is_empty_object(text: &RawValue) -> bool {
+    text.get()
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .eq(*b"{}")
+}
+
+/// Applies a pulled bill read as `bill`: written as it is when it is new
+/// here and no local change of it waits (the overlay of its fields on
+/// nothing is the bill itself), else through [`apply_bill`].
+fn apply_pulled_bill(
+    w: &Writer<'_>,
+    raw: &RawServerChange,
+    mut bill: Bill,
+) -> Result<Option<bool>> {
+    if has_pending(w, &raw.entity_id, raw.server_seq)? || bills::exists(&w.tx, &raw.entity_id)? {
+        return apply_bill(w, &server_change(raw)?);
+    }
+    place_in_chain(w, &mut bill, None);
+    let rid = bills::write_row(w, None, None, &bill)?;
+    if let Some(customer) = bill.customer_id {
+        crate::metrics::add_bill(w, rid, &customer.to_string())?;
+    }
+    Ok(Some(true))
+}
+
+/// Whether a local change of `entity_id` whose own log entry comes after
+/// `server_seq` waits (see [`pending_fields`]).
+fn has_pending(w: &Writer<'_>, entity_id: &str, server_seq: i64) -> Result<bool> {
+    Ok(w.tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM changes
+                 WHERE entity_id = ?1 AND origin = 'local'
+                   AND (pushed_at IS NULL OR server_seq > ?2))",
+        )?
+        .query_row(rusqlite::params![entity_id, server_seq], |r| r.get(0))?)
 }
 
 /// The fields of `entity_id` that local changes whose own log entry comes

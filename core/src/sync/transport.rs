@@ -19,7 +19,7 @@ use super::client::{SyncConfig, SyncObserver};
 use super::error::SyncError;
 use super::protocol::{
     BootstrapPage, ErrorBody, ErrorCode, HistoryPage, PullResponse, PushRequest, PushResponse,
-    WaitResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
+    RawServerChange, WaitResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
 };
 use crate::changes::Change;
 
@@ -100,7 +100,7 @@ impl Transport {
         cursor: i64,
         limit: u32,
         observer: &dyn SyncObserver,
-    ) -> Result<PullResponse, SyncError> {
+    ) -> Result<PullResponse<RawServerChange>, SyncError> {
         let url = format!("{}/v1/pull?cursor={cursor}&limit={limit}", self.base);
         self.send(|| self.http.get(&url), observer).await
     }
