@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use till_core as core;
-use till_core::sync::{AsyncSyncClient, SyncObserver};
+use till_core::sync::{AsyncSyncClient, NoopObserver, SyncClient, SyncObserver};
 
-use crate::convert::mirror_enum;
+use crate::bills::Bill;
+use crate::convert::{mirror_enum, page};
+use crate::error::parse_id;
 use crate::error::Result;
 use crate::store::TillStore;
 
@@ -84,6 +86,16 @@ pub struct QuarantinedChange {
     pub detail: String,
     /// When it was quarantined, ms since the Unix epoch.
     pub at_ms: i64,
+}
+
+/// A page of a customer's bills from every store of the tenant, whole
+/// (lines, payments, store and device), newest first.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TenantBillPage {
+    /// The bills, as the server holds them (`version` is 0: not stored here).
+    pub items: Vec<Bill>,
+    /// Pass back as `cursor` for the next page; absent on the last page.
+    pub next: Option<String>,
 }
 
 /// Where this device stands with its server.
@@ -181,6 +193,28 @@ impl TillStore {
             .into())
     }
 
+    /// A customer's bills from every store of the tenant, newest first, a
+    /// page at a time, asked of the server (a till holds its own store's
+    /// bills only; [`TillStore::customer_bills`] reads those offline). The
+    /// bills are not stored on this device. Blocks like [`TillStore::sync`].
+    pub fn customer_bills_everywhere(
+        &self,
+        customer_id: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<TenantBillPage> {
+        let id = parse_id("customer_id", &customer_id)?;
+        let client = SyncClient::new(self.sync_config()?)?;
+        let (items, next) = page(client.customer_bills(
+            &self.store,
+            id,
+            cursor.as_deref(),
+            limit,
+            &NoopObserver,
+        )?);
+        Ok(TenantBillPage { items, next })
+    }
+
     /// Pending changes, the last sync, its error and quarantined changes.
     pub fn sync_status(&self) -> Result<SyncStatus> {
         let status = self.store.sync_status()?;
@@ -201,5 +235,22 @@ impl TillStore {
     pub async fn sync_async(&self, progress: Arc<dyn SyncProgress>) -> Result<SyncSummary> {
         let client = AsyncSyncClient::new(self.sync_config()?)?;
         Ok(client.sync(&self.store, &Progress(progress)).await?.into())
+    }
+
+    /// [`TillStore::customer_bills_everywhere`] as a suspending call.
+    pub async fn customer_bills_everywhere_async(
+        &self,
+        customer_id: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<TenantBillPage> {
+        let id = parse_id("customer_id", &customer_id)?;
+        let client = AsyncSyncClient::new(self.sync_config()?)?;
+        let (items, next) = page(
+            client
+                .customer_bills(&self.store, id, cursor.as_deref(), limit, &NoopObserver)
+                .await?,
+        );
+        Ok(TenantBillPage { items, next })
     }
 }

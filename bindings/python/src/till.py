@@ -503,6 +503,10 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_customer_bills() != 8577:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere() != 30215:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async() != 64915:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_customer_by_number() != 61142:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_customer_summary() != 34966:
@@ -949,6 +953,21 @@ _UniffiLib.uniffi_till_ffi_fn_method_tillstore_customer_bills.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_till_ffi_fn_method_tillstore_customer_bills.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.c_uint32,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.c_uint32,
+)
+_UniffiLib.uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async.restype = ctypes.c_uint64
 _UniffiLib.uniffi_till_ffi_fn_method_tillstore_customer_by_number.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1177,6 +1196,12 @@ _UniffiLib.uniffi_till_ffi_checksum_method_tillstore_customer.restype = ctypes.c
 _UniffiLib.uniffi_till_ffi_checksum_method_tillstore_customer_bills.argtypes = (
 )
 _UniffiLib.uniffi_till_ffi_checksum_method_tillstore_customer_bills.restype = ctypes.c_uint16
+_UniffiLib.uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere.argtypes = (
+)
+_UniffiLib.uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere.restype = ctypes.c_uint16
+_UniffiLib.uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async.argtypes = (
+)
+_UniffiLib.uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async.restype = ctypes.c_uint16
 _UniffiLib.uniffi_till_ffi_checksum_method_tillstore_customer_by_number.argtypes = (
 )
 _UniffiLib.uniffi_till_ffi_checksum_method_tillstore_customer_by_number.restype = ctypes.c_uint16
@@ -4486,6 +4511,69 @@ class _UniffiFfiConverterTypeSyncSummary(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.write(value.bootstrapped, buf)
         _UniffiFfiConverterInt64.write(value.cursor, buf)
 
+class _UniffiFfiConverterSequenceTypeBill(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeBill.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeBill.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeBill.read(buf) for i in range(count)
+        ]
+
+@dataclass
+class TenantBillPage:
+    """
+    A page of a customer's bills from every store of the tenant, whole
+    (lines, payments, store and device), newest first.
+"""
+    def __init__(self, *, items:typing.List[Bill], next:typing.Optional[str]):
+        self.items = items
+        self.next = next
+        
+        
+
+    
+    def __str__(self):
+        return "TenantBillPage(items={}, next={})".format(self.items, self.next)
+    def __eq__(self, other):
+        if self.items != other.items:
+            return False
+        if self.next != other.next:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeTenantBillPage(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return TenantBillPage(
+            items=_UniffiFfiConverterSequenceTypeBill.read(buf),
+            next=_UniffiFfiConverterOptionalString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterSequenceTypeBill.check_lower(value.items)
+        _UniffiFfiConverterOptionalString.check_lower(value.next)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterSequenceTypeBill.write(value.items, buf)
+        _UniffiFfiConverterOptionalString.write(value.next, buf)
+
 @dataclass
 class Tender:
     """
@@ -5695,6 +5783,19 @@ class TillStoreProtocol(typing.Protocol):
         A customer's bills, newest first, a page at a time.
 """
         raise NotImplementedError
+    def customer_bills_everywhere(self, customer_id: str,cursor: typing.Optional[str],limit: int) -> TenantBillPage:
+        """
+        A customer's bills from every store of the tenant, newest first, a
+        page at a time, asked of the server (a till holds its own store's
+        bills only; [`TillStore::customer_bills`] reads those offline). The
+        bills are not stored on this device. Blocks like [`TillStore::sync`].
+"""
+        raise NotImplementedError
+    async def customer_bills_everywhere_async(self, customer_id: str,cursor: typing.Optional[str],limit: int) -> TenantBillPage:
+        """
+        [`TillStore::customer_bills_everywhere`] as a suspending call.
+"""
+        raise NotImplementedError
     def customer_by_number(self, number: str) -> Customer:
         """
         The live customer with customer number `number`.
@@ -6013,6 +6114,59 @@ class TillStore(TillStoreProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def customer_bills_everywhere(self, customer_id: str,cursor: typing.Optional[str],limit: int) -> TenantBillPage:
+        """
+        A customer's bills from every store of the tenant, newest first, a
+        page at a time, asked of the server (a till holds its own store's
+        bills only; [`TillStore::customer_bills`] reads those offline). The
+        bills are not stored on this device. Blocks like [`TillStore::sync`].
+"""
+        
+        _UniffiFfiConverterString.check_lower(customer_id)
+
+        _UniffiFfiConverterOptionalString.check_lower(cursor)
+
+        _UniffiFfiConverterUInt32.check_lower(limit)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(customer_id),
+            _UniffiFfiConverterOptionalString.lower(cursor),
+            _UniffiFfiConverterUInt32.lower(limit),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeTenantBillPage.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTillError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    async def customer_bills_everywhere_async(self, customer_id: str,cursor: typing.Optional[str],limit: int) -> TenantBillPage:
+        """
+        [`TillStore::customer_bills_everywhere`] as a suspending call.
+"""
+        
+        _UniffiFfiConverterString.check_lower(customer_id)
+
+        _UniffiFfiConverterOptionalString.check_lower(cursor)
+
+        _UniffiFfiConverterUInt32.check_lower(limit)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(customer_id),
+            _UniffiFfiConverterOptionalString.lower(cursor),
+            _UniffiFfiConverterUInt32.lower(limit),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeTenantBillPage.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTillError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(*_uniffi_lowered_args),
+            _UniffiLib.ffi_till_ffi_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_till_ffi_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_till_ffi_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     def customer_by_number(self, number: str) -> Customer:
         """
         The live customer with customer number `number`.
@@ -6695,6 +6849,7 @@ __all__ = [
     "RefundLine",
     "SyncStatus",
     "SyncSummary",
+    "TenantBillPage",
     "Tender",
     "TillConfig",
     "VerifyProblem",

@@ -65,6 +65,10 @@ def test_a_day_of_sales_on_two_stores_syncs_through_the_server(open_till):
     south.sync(till.silent_progress())
     assert north.sync_status().pending_changes == 0
     assert south.customer(asha.customer.id).name == "Asha Rao"
+    assert south.customer_bills(asha.customer.id, None, 10).items == []
+    everywhere = south.customer_bills_everywhere(asha.customer.id, None, 10)
+    assert {b.id for b in everywhere.items} == {sale.id, refund.id}
+    assert all(b.store_id == "S01" and b.lines for b in everywhere.items)
     assert north.verify().ok and south.verify().ok
 
 

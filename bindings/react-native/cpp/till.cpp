@@ -356,6 +356,19 @@ extern "C" {
         /*handle*/ uint64_t ptr, 
         RustCallStatus *uniffi_out_err
     );
+    RustBuffer uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere(
+        /*handle*/ uint64_t ptr, 
+        RustBuffer customer_id, 
+        RustBuffer cursor, 
+        uint32_t limit, 
+        RustCallStatus *uniffi_out_err
+    );
+    /*handle*/ uint64_t uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(
+        /*handle*/ uint64_t ptr, 
+        RustBuffer customer_id, 
+        RustBuffer cursor, 
+        uint32_t limit
+    );
     RustBuffer uniffi_till_ffi_fn_method_tillstore_sync(
         /*handle*/ uint64_t ptr, 
         /*handle*/ uint64_t progress, 
@@ -668,6 +681,10 @@ extern "C" {
     uint16_t uniffi_till_ffi_checksum_method_tillstore_set_staff(
     );
     uint16_t uniffi_till_ffi_checksum_method_tillstore_verify(
+    );
+    uint16_t uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere(
+    );
+    uint16_t uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async(
     );
     uint16_t uniffi_till_ffi_checksum_method_tillstore_sync(
     );
@@ -3295,6 +3312,22 @@ NativeTill::NativeTill(
             return this->cpp_uniffi_till_ffi_fn_method_tillstore_verify(rt, thisVal, args, count);
         }
     );
+    props["ubrn_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere"] = jsi::Function::createFromHostFunction(
+        rt,
+        jsi::PropNameID::forAscii(rt, "ubrn_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere"),
+        4,
+        [this](jsi::Runtime &rt, const jsi::Value &thisVal, const jsi::Value *args, size_t count) -> jsi::Value {
+            return this->cpp_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere(rt, thisVal, args, count);
+        }
+    );
+    props["ubrn_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async"] = jsi::Function::createFromHostFunction(
+        rt,
+        jsi::PropNameID::forAscii(rt, "ubrn_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async"),
+        4,
+        [this](jsi::Runtime &rt, const jsi::Value &thisVal, const jsi::Value *args, size_t count) -> jsi::Value {
+            return this->cpp_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(rt, thisVal, args, count);
+        }
+    );
     props["ubrn_uniffi_till_ffi_fn_method_tillstore_sync"] = jsi::Function::createFromHostFunction(
         rt,
         jsi::PropNameID::forAscii(rt, "ubrn_uniffi_till_ffi_fn_method_tillstore_sync"),
@@ -4031,6 +4064,22 @@ NativeTill::NativeTill(
             return this->cpp_uniffi_till_ffi_checksum_method_tillstore_verify(rt, thisVal, args, count);
         }
     );
+    props["ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere"] = jsi::Function::createFromHostFunction(
+        rt,
+        jsi::PropNameID::forAscii(rt, "ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere"),
+        0,
+        [this](jsi::Runtime &rt, const jsi::Value &thisVal, const jsi::Value *args, size_t count) -> jsi::Value {
+            return this->cpp_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere(rt, thisVal, args, count);
+        }
+    );
+    props["ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async"] = jsi::Function::createFromHostFunction(
+        rt,
+        jsi::PropNameID::forAscii(rt, "ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async"),
+        0,
+        [this](jsi::Runtime &rt, const jsi::Value &thisVal, const jsi::Value *args, size_t count) -> jsi::Value {
+            return this->cpp_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async(rt, thisVal, args, count);
+        }
+    );
     props["ubrn_uniffi_till_ffi_checksum_method_tillstore_sync"] = jsi::Function::createFromHostFunction(
         rt,
         jsi::PropNameID::forAscii(rt, "ubrn_uniffi_till_ffi_checksum_method_tillstore_sync"),
@@ -4647,6 +4696,23 @@ jsi::Value NativeTill::cpp_uniffi_till_ffi_fn_method_tillstore_verify(jsi::Runti
 
         
         return uniffi::till::Bridging<RustBuffer>::toJs(rt, callInvoker, value);
+}
+jsi::Value NativeTill::cpp_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count) {
+        RustCallStatus status = uniffi::till::Bridging<RustCallStatus>::rustSuccess(rt);
+        auto value = uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere(uniffi_jsi::Bridging</*handle*/ uint64_t>::fromJs(rt, callInvoker, args[0]), uniffi::till::Bridging<RustBuffer>::fromJs(rt, callInvoker, args[1]), uniffi::till::Bridging<RustBuffer>::fromJs(rt, callInvoker, args[2]), uniffi_jsi::Bridging<uint32_t>::fromJs(rt, callInvoker, args[3]), 
+            &status
+        );
+        uniffi::till::Bridging<RustCallStatus>::copyIntoJs(rt, callInvoker, status, args[count - 1]);
+
+        
+        return uniffi::till::Bridging<RustBuffer>::toJs(rt, callInvoker, value);
+}
+jsi::Value NativeTill::cpp_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count) {
+        auto value = uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(uniffi_jsi::Bridging</*handle*/ uint64_t>::fromJs(rt, callInvoker, args[0]), uniffi::till::Bridging<RustBuffer>::fromJs(rt, callInvoker, args[1]), uniffi::till::Bridging<RustBuffer>::fromJs(rt, callInvoker, args[2]), uniffi_jsi::Bridging<uint32_t>::fromJs(rt, callInvoker, args[3])
+        );
+
+        
+        return uniffi_jsi::Bridging</*handle*/ uint64_t>::toJs(rt, callInvoker, value);
 }
 jsi::Value NativeTill::cpp_uniffi_till_ffi_fn_method_tillstore_sync(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count) {
         RustCallStatus status = uniffi::till::Bridging<RustCallStatus>::rustSuccess(rt);
@@ -5359,6 +5425,20 @@ jsi::Value NativeTill::cpp_uniffi_till_ffi_checksum_method_tillstore_set_staff(j
 }
 jsi::Value NativeTill::cpp_uniffi_till_ffi_checksum_method_tillstore_verify(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count) {
         auto value = uniffi_till_ffi_checksum_method_tillstore_verify(
+        );
+
+        
+        return uniffi_jsi::Bridging<uint16_t>::toJs(rt, callInvoker, value);
+}
+jsi::Value NativeTill::cpp_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count) {
+        auto value = uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere(
+        );
+
+        
+        return uniffi_jsi::Bridging<uint16_t>::toJs(rt, callInvoker, value);
+}
+jsi::Value NativeTill::cpp_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count) {
+        auto value = uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async(
         );
 
         

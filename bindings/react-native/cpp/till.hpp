@@ -57,6 +57,8 @@ class NativeTill : public jsi::HostObject {
     jsi::Value cpp_uniffi_till_ffi_fn_method_tillstore_search_customers(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
     jsi::Value cpp_uniffi_till_ffi_fn_method_tillstore_set_staff(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
     jsi::Value cpp_uniffi_till_ffi_fn_method_tillstore_verify(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
+    jsi::Value cpp_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
+    jsi::Value cpp_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
     jsi::Value cpp_uniffi_till_ffi_fn_method_tillstore_sync(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
     jsi::Value cpp_uniffi_till_ffi_fn_method_tillstore_sync_async(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
     jsi::Value cpp_uniffi_till_ffi_fn_method_tillstore_sync_status(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
@@ -149,6 +151,8 @@ class NativeTill : public jsi::HostObject {
     jsi::Value cpp_uniffi_till_ffi_checksum_method_tillstore_search_customers(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
     jsi::Value cpp_uniffi_till_ffi_checksum_method_tillstore_set_staff(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
     jsi::Value cpp_uniffi_till_ffi_checksum_method_tillstore_verify(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
+    jsi::Value cpp_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
+    jsi::Value cpp_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
     jsi::Value cpp_uniffi_till_ffi_checksum_method_tillstore_sync(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
     jsi::Value cpp_uniffi_till_ffi_checksum_method_tillstore_sync_async(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);
     jsi::Value cpp_uniffi_till_ffi_checksum_method_tillstore_sync_status(jsi::Runtime& rt, const jsi::Value& thisVal, const jsi::Value* args, size_t count);

@@ -84,6 +84,8 @@ interface NativeModuleInterface {
     ubrn_uniffi_till_ffi_fn_method_tillstore_create_customer(uniffiSelf: bigint, customer: Uint8Array, uniffi_out_err: UniffiRustCallStatus): Uint8Array;
     ubrn_uniffi_till_ffi_fn_method_tillstore_customer(uniffiSelf: bigint, id: Uint8Array, uniffi_out_err: UniffiRustCallStatus): Uint8Array;
     ubrn_uniffi_till_ffi_fn_method_tillstore_customer_bills(uniffiSelf: bigint, customerId: Uint8Array, cursor: Uint8Array, limit: number, uniffi_out_err: UniffiRustCallStatus): Uint8Array;
+    ubrn_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere(uniffiSelf: bigint, customerId: Uint8Array, cursor: Uint8Array, limit: number, uniffi_out_err: UniffiRustCallStatus): Uint8Array;
+    ubrn_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(uniffiSelf: bigint, customerId: Uint8Array, cursor: Uint8Array, limit: number): bigint;
     ubrn_uniffi_till_ffi_fn_method_tillstore_customer_by_number(uniffiSelf: bigint, number: Uint8Array, uniffi_out_err: UniffiRustCallStatus): Uint8Array;
     ubrn_uniffi_till_ffi_fn_method_tillstore_customer_summary(uniffiSelf: bigint, customerId: Uint8Array, uniffi_out_err: UniffiRustCallStatus): Uint8Array;
     ubrn_uniffi_till_ffi_fn_method_tillstore_delete_customer(uniffiSelf: bigint, id: Uint8Array, uniffi_out_err: UniffiRustCallStatus): Uint8Array;
@@ -126,6 +128,8 @@ interface NativeModuleInterface {
     ubrn_uniffi_till_ffi_checksum_method_tillstore_create_customer(): number;
     ubrn_uniffi_till_ffi_checksum_method_tillstore_customer(): number;
     ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_bills(): number;
+    ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere(): number;
+    ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async(): number;
     ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_by_number(): number;
     ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_summary(): number;
     ubrn_uniffi_till_ffi_checksum_method_tillstore_delete_customer(): number;

@@ -3004,6 +3004,59 @@ const FfiConverterTypeSyncSummary = (() => {
 })();
 
 /**
+ * A page of a customer's bills from every store of the tenant, whole
+ * (lines, payments, store and device), newest first.
+ */
+export type TenantBillPage = {
+    /**
+     * The bills, as the server holds them (`version` is 0: not stored here).
+     */
+    items: Array<Bill>,
+    /**
+     * Pass back as `cursor` for the next page; absent on the last page.
+     */
+    next?: string
+}
+
+/**
+ * Generated factory for {@link TenantBillPage} record objects.
+ */
+export const TenantBillPage = (() => {
+    const defaults = () => ({
+    });
+    const create = (() => {
+        return uniffiCreateRecord<TenantBillPage, ReturnType<typeof defaults>>(defaults);
+    })();
+    return Object.freeze({
+        create,
+        new: create,
+        defaults: () => Object.freeze(defaults()) as Partial<TenantBillPage>,
+    });
+})();
+
+const FfiConverterTypeTenantBillPage = (() => {
+    type TypeName = TenantBillPage;
+    class FFIConverter extends AbstractFfiConverterByteArray<TypeName> {
+        readFromCursor(c: Cursor): TypeName {
+            return {
+                items: FfiConverterSequenceTypeBill.readFromCursor(c), 
+                next: FfiConverterOptionalString.readFromCursor(c)
+            };
+        }
+        writeIntoCursor(value: TypeName, c: Cursor): void {
+            FfiConverterSequenceTypeBill.writeIntoCursor(value.items, c);
+            FfiConverterOptionalString.writeIntoCursor(value.next, c);
+        }
+        allocationSize(value: TypeName): number {
+            return FfiConverterSequenceTypeBill.allocationSize(value.items) +
+             FfiConverterOptionalString.allocationSize(value.next);
+            
+        }
+    };
+    return new FFIConverter();
+})();
+
+/**
  * Money handed over.
  */
 export type Tender = {
@@ -4441,6 +4494,17 @@ export interface TillStoreLike {
  */
     customerBills(customerId: string, cursor: string | undefined, limit: number) /*throws*/: BillPage;
 /**
+ * A customer's bills from every store of the tenant, newest first, a
+ * page at a time, asked of the server (a till holds its own store's
+ * bills only; [`TillStore::customer_bills`] reads those offline). The
+ * bills are not stored on this device. Blocks like [`TillStore::sync`].
+ */
+    customerBillsEverywhere(customerId: string, cursor: string | undefined, limit: number) /*throws*/: TenantBillPage;
+/**
+ * [`TillStore::customer_bills_everywhere`] as a suspending call.
+ */
+    customerBillsEverywhereAsync(customerId: string, cursor: string | undefined, limit: number, asyncOpts_?: { signal: AbortSignal }) /*throws*/: Promise<TenantBillPage>;
+/**
  * The live customer with customer number `number`.
  */
     customerByNumber(number: string) /*throws*/: Customer;
@@ -4732,6 +4796,76 @@ private constructor(pointer: UniffiHandle) {
         return FfiConverterTypeBillPage.lift(__rb);
     } finally {
         nativeModule().rustbuffer_free(__rb);
+    }
+    }
+    
+/**
+ * A customer's bills from every store of the tenant, newest first, a
+ * page at a time, asked of the server (a till holds its own store's
+ * bills only; [`TillStore::customer_bills`] reads those offline). The
+ * bills are not stored on this device. Blocks like [`TillStore::sync`].
+ */
+    customerBillsEverywhere(customerId: string, cursor: string | undefined, limit: number): TenantBillPage /*throws*/ {
+    const __rb: Uint8Array = uniffiCaller.rustCallWithError(
+            /*liftError:*/ FfiConverterTypeTillError.lift.bind(FfiConverterTypeTillError),
+            /*caller:*/ (callStatus) => {
+                return nativeModule().ubrn_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere(
+                uniffiTypeTillStoreObjectFactory.clonePointer(this),
+        FfiConverterString.lower(customerId, nativeModule().rustbuffer_alloc),
+        FfiConverterOptionalString.lower(cursor, nativeModule().rustbuffer_alloc),
+        FfiConverterUInt32.lower(limit, nativeModule().rustbuffer_alloc),
+                callStatus);
+            },
+            /*liftString:*/ FfiConverterString.lift.bind(FfiConverterString),
+    );
+    try {
+        return FfiConverterTypeTenantBillPage.lift(__rb);
+    } finally {
+        nativeModule().rustbuffer_free(__rb);
+    }
+    }
+    
+/**
+ * [`TillStore::customer_bills_everywhere`] as a suspending call.
+ */
+    async customerBillsEverywhereAsync(customerId: string, cursor: string | undefined, limit: number, asyncOpts_?: { signal: AbortSignal }): Promise<TenantBillPage> /*throws*/ {
+    const __stack = uniffiIsDebug ? new Error().stack : undefined;
+    try {
+        return await uniffiRustCallAsync(
+            /*rustCaller:*/ uniffiCaller,
+            /*rustFutureFunc:*/ () => {
+                return nativeModule().ubrn_uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(
+                    uniffiTypeTillStoreObjectFactory.clonePointer(this),FfiConverterString.lower(customerId, nativeModule().rustbuffer_alloc),FfiConverterOptionalString.lower(cursor, nativeModule().rustbuffer_alloc),FfiConverterUInt32.lower(limit, nativeModule().rustbuffer_alloc)
+                );
+            },
+            /*pollFunc:*/ nativeModule().ubrn_ffi_till_ffi_rust_future_poll_rust_buffer,
+            /*cancelFunc:*/ nativeModule().ubrn_ffi_till_ffi_rust_future_cancel_rust_buffer,
+            /*completeFunc:*/ nativeModule().ubrn_ffi_till_ffi_rust_future_complete_rust_buffer,
+            /*freeFunc:*/ nativeModule().ubrn_ffi_till_ffi_rust_future_free_rust_buffer,
+            // Async returns always go through the JS-side converter: the
+            // FFI symbol returns the future handle (u64), and the user-level
+            // RustBuffer comes back via the shared `rust_future_complete_*`
+            // export. The bytes the runtime hands back must be deserialized
+            // here using the per-callable return-type converter.
+            // Borrowed view over foreign memory: the call site owns the free,
+            // as on the sync paths. Unconditional — a no-op where buffers are
+            // already JS-owned.
+            /*liftFunc:*/ (__rb) => {
+                try {
+                    return FfiConverterTypeTenantBillPage.lift(__rb);
+                } finally {
+                    nativeModule().rustbuffer_free(__rb);
+                }
+            },
+            /*liftString:*/ FfiConverterString.lift.bind(FfiConverterString),
+            /*asyncOpts:*/ asyncOpts_,
+            /*errorHandler:*/ FfiConverterTypeTillError.lift.bind(FfiConverterTypeTillError)
+        );
+    } catch (__error: any) {
+        if (uniffiIsDebug && __error instanceof Error) {
+            __error.stack = __stack;
+        }
+        throw __error;
     }
     }
     
@@ -5513,6 +5647,9 @@ const FfiConverterSequenceTypeNewLine = new FfiConverterArray(FfiConverterTypeNe
 // FfiConverter for Array<QuarantinedChange>
 const FfiConverterSequenceTypeQuarantinedChange = new FfiConverterArray(FfiConverterTypeQuarantinedChange);
 
+// FfiConverter for Array<Bill>
+const FfiConverterSequenceTypeBill = new FfiConverterArray(FfiConverterTypeBill);
+
 // FfiConverter for bigint | undefined
 const FfiConverterOptionalUInt64 = new FfiConverterOptional(FfiConverterUInt64);
 
@@ -5585,6 +5722,12 @@ function uniffiEnsureInitialized() {
     }
     if (nativeModule().ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_bills() !== 8577) {
         throw new UniffiInternalError.ApiChecksumMismatch("uniffi_till_ffi_checksum_method_tillstore_customer_bills");
+    }
+    if (nativeModule().ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere() !== 30215) {
+        throw new UniffiInternalError.ApiChecksumMismatch("uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere");
+    }
+    if (nativeModule().ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async() !== 64915) {
+        throw new UniffiInternalError.ApiChecksumMismatch("uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async");
     }
     if (nativeModule().ubrn_uniffi_till_ffi_checksum_method_tillstore_customer_by_number() !== 61142) {
         throw new UniffiInternalError.ApiChecksumMismatch("uniffi_till_ffi_checksum_method_tillstore_customer_by_number");
@@ -5719,6 +5862,7 @@ export default Object.freeze({
     FfiConverterTypeSyncProgress,
     FfiConverterTypeSyncStatus,
     FfiConverterTypeSyncSummary,
+    FfiConverterTypeTenantBillPage,
     FfiConverterTypeTender,
     FfiConverterTypeTenderMethod,
     FfiConverterTypeTillConfig,

@@ -1064,6 +1064,19 @@ public protocol TillStoreProtocol: AnyObject, Sendable {
     func verify() throws  -> VerifyReport
     
     /**
+     * A customer's bills from every store of the tenant, newest first, a
+     * page at a time, asked of the server (a till holds its own store's
+     * bills only; [`TillStore::customer_bills`] reads those offline). The
+     * bills are not stored on this device. Blocks like [`TillStore::sync`].
+     */
+    func customerBillsEverywhere(customerId: String, cursor: String?, limit: UInt32) throws  -> TenantBillPage
+    
+    /**
+     * [`TillStore::customer_bills_everywhere`] as a suspending call.
+     */
+    func customerBillsEverywhereAsync(customerId: String, cursor: String?, limit: UInt32) async throws  -> TenantBillPage
+    
+    /**
      * Syncs with the configured server, blocking this thread until done:
      * pushes the outbox, pulls and applies the server's changes.
      */
@@ -1557,6 +1570,43 @@ open func verify()throws  -> VerifyReport  {
             self.uniffiCloneHandle(),$0
     )
 })
+}
+    
+    /**
+     * A customer's bills from every store of the tenant, newest first, a
+     * page at a time, asked of the server (a till holds its own store's
+     * bills only; [`TillStore::customer_bills`] reads those offline). The
+     * bills are not stored on this device. Blocks like [`TillStore::sync`].
+     */
+open func customerBillsEverywhere(customerId: String, cursor: String?, limit: UInt32)throws  -> TenantBillPage  {
+    return try  FfiConverterTypeTenantBillPage_lift(try rustCallWithError(FfiConverterTypeTillError_lift) {
+    uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(customerId),
+        FfiConverterOptionString.lower(cursor),
+        FfiConverterUInt32.lower(limit),$0
+    )
+})
+}
+    
+    /**
+     * [`TillStore::customer_bills_everywhere`] as a suspending call.
+     */
+open func customerBillsEverywhereAsync(customerId: String, cursor: String?, limit: UInt32)async throws  -> TenantBillPage  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(
+                    self.uniffiCloneHandle(),
+                    FfiConverterString.lower(customerId),FfiConverterOptionString.lower(cursor),FfiConverterUInt32.lower(limit)
+                )
+            },
+            pollFunc: ffi_till_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_till_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_till_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeTenantBillPage_lift,
+            errorHandler: FfiConverterTypeTillError_lift
+        )
 }
     
     /**
@@ -4846,6 +4896,76 @@ public func FfiConverterTypeSyncSummary_lower(_ value: SyncSummary) -> RustBuffe
 
 
 /**
+ * A page of a customer's bills from every store of the tenant, whole
+ * (lines, payments, store and device), newest first.
+ */
+public struct TenantBillPage: Equatable, Hashable {
+    /**
+     * The bills, as the server holds them (`version` is 0: not stored here).
+     */
+    public var items: [Bill]
+    /**
+     * Pass back as `cursor` for the next page; absent on the last page.
+     */
+    public var next: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The bills, as the server holds them (`version` is 0: not stored here).
+         */items: [Bill], 
+        /**
+         * Pass back as `cursor` for the next page; absent on the last page.
+         */next: String?) {
+        self.items = items
+        self.next = next
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TenantBillPage: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTenantBillPage: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TenantBillPage {
+        return
+            try TenantBillPage(
+                items: FfiConverterSequenceTypeBill.read(from: &buf), 
+                next: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TenantBillPage, into buf: inout [UInt8]) {
+        FfiConverterSequenceTypeBill.write(value.items, into: &buf)
+        FfiConverterOptionString.write(value.next, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTenantBillPage_lift(_ buf: RustBuffer) throws -> TenantBillPage {
+    return try FfiConverterTypeTenantBillPage.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTenantBillPage_lower(_ value: TenantBillPage) -> RustBuffer {
+    return FfiConverterTypeTenantBillPage.lower(value)
+}
+
+
+/**
  * Money handed over.
  */
 public struct Tender: Equatable, Hashable {
@@ -6911,6 +7031,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeBill: FfiConverterRustBuffer {
+    typealias SwiftType = [Bill]
+
+    public static func write(_ value: [Bill], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeBill.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Bill] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Bill]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeBill.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeBillHit: FfiConverterRustBuffer {
     typealias SwiftType = [BillHit]
 
@@ -7429,6 +7574,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_till_ffi_checksum_method_tillstore_verify() != 40120) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere() != 30215) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async() != 64915) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_till_ffi_checksum_method_tillstore_sync() != 1617) {

@@ -458,6 +458,16 @@ void uniffi_till_ffi_fn_method_tillstore_set_staff(uint64_t ptr, RustBuffer staf
 RustBuffer uniffi_till_ffi_fn_method_tillstore_verify(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_CUSTOMER_BILLS_EVERYWHERE
+#define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_CUSTOMER_BILLS_EVERYWHERE
+RustBuffer uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere(uint64_t ptr, RustBuffer customer_id, RustBuffer cursor, uint32_t limit, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_CUSTOMER_BILLS_EVERYWHERE_ASYNC
+#define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_CUSTOMER_BILLS_EVERYWHERE_ASYNC
+uint64_t uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(uint64_t ptr, RustBuffer customer_id, RustBuffer cursor, uint32_t limit
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_SYNC
 #define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_FN_METHOD_TILLSTORE_SYNC
 RustBuffer uniffi_till_ffi_fn_method_tillstore_sync(uint64_t ptr, uint64_t progress, RustCallStatus *_Nonnull out_status
@@ -969,6 +979,18 @@ uint16_t uniffi_till_ffi_checksum_method_tillstore_set_staff(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_CHECKSUM_METHOD_TILLSTORE_VERIFY
 #define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_CHECKSUM_METHOD_TILLSTORE_VERIFY
 uint16_t uniffi_till_ffi_checksum_method_tillstore_verify(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_CHECKSUM_METHOD_TILLSTORE_CUSTOMER_BILLS_EVERYWHERE
+#define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_CHECKSUM_METHOD_TILLSTORE_CUSTOMER_BILLS_EVERYWHERE
+uint16_t uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TILL_FFI_CHECKSUM_METHOD_TILLSTORE_CUSTOMER_BILLS_EVERYWHERE_ASYNC
+#define UNIFFI_FFIDEF_UNIFFI_TILL_FFI_CHECKSUM_METHOD_TILLSTORE_CUSTOMER_BILLS_EVERYWHERE_ASYNC
+uint16_t uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async(void
     
 );
 #endif

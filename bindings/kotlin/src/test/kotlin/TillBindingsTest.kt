@@ -124,6 +124,11 @@ fun dayOfSalesOnTwoStores() {
     // Customers are the tenant's: each store now finds the other's customer.
     eq(south.customer(asha.customer.id).name, "Asha Rao", "pulled customer")
     eq(north.searchCustomers("98450 22222", 5u).single().customer.id, ravi.id, "pulled and searchable")
+    // South holds none of north's bills; the server has them all.
+    eq(south.customerBills(asha.customer.id, null, 10u).items.size, 0, "other stores' bills stay there")
+    val everywhere = south.customerBillsEverywhere(asha.customer.id, null, 10u)
+    eq(everywhere.items.map { it.id }.toSet(), setOf(sale1.id, sale2.id, refund.id), "a customer's bills from every store")
+    check(everywhere.items.all { it.storeId == "S01" && it.lines.isNotEmpty() }) { "whole bills of their store" }
     check(north.verify().ok && south.verify().ok)
 }
 

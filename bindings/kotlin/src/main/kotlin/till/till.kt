@@ -749,6 +749,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_till_ffi_checksum_method_tillstore_verify(
     ): Int
+    external fun uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere(
+    ): Int
+    external fun uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async(
+    ): Int
     external fun uniffi_till_ffi_checksum_method_tillstore_sync(
     ): Int
     external fun uniffi_till_ffi_checksum_method_tillstore_sync_async(
@@ -854,6 +858,10 @@ external fun uniffi_till_ffi_fn_method_tillstore_set_staff(`ptr`: Long,`staffId`
 ): Unit
 external fun uniffi_till_ffi_fn_method_tillstore_verify(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
+external fun uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere(`ptr`: Long,`customerId`: RustBuffer.ByValue,`cursor`: RustBuffer.ByValue,`limit`: Int,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(`ptr`: Long,`customerId`: RustBuffer.ByValue,`cursor`: RustBuffer.ByValue,`limit`: Int,
+): Long
 external fun uniffi_till_ffi_fn_method_tillstore_sync(`ptr`: Long,`progress`: Long,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
 external fun uniffi_till_ffi_fn_method_tillstore_sync_async(`ptr`: Long,`progress`: Long,
@@ -1092,6 +1100,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_till_ffi_checksum_method_tillstore_verify() != 40120) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere() != 30215) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_till_ffi_checksum_method_tillstore_customer_bills_everywhere_async() != 64915) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_till_ffi_checksum_method_tillstore_sync() != 1617) {
@@ -2191,6 +2205,19 @@ public interface TillStoreInterface {
     fun `verify`(): VerifyReport
     
     /**
+     * A customer's bills from every store of the tenant, newest first, a
+     * page at a time, asked of the server (a till holds its own store's
+     * bills only; [`TillStore::customer_bills`] reads those offline). The
+     * bills are not stored on this device. Blocks like [`TillStore::sync`].
+     */
+    fun `customerBillsEverywhere`(`customerId`: kotlin.String, `cursor`: kotlin.String?, `limit`: kotlin.UInt): TenantBillPage
+    
+    /**
+     * [`TillStore::customer_bills_everywhere`] as a suspending call.
+     */
+    suspend fun `customerBillsEverywhereAsync`(`customerId`: kotlin.String, `cursor`: kotlin.String?, `limit`: kotlin.UInt): TenantBillPage
+    
+    /**
      * Syncs with the configured server, blocking this thread until done:
      * pushes the outbox, pulls and applies the server's changes.
      */
@@ -2859,6 +2886,50 @@ open class TillStore: Disposable, AutoCloseable, TillStoreInterface
     )
     }
     
+
+    
+    /**
+     * A customer's bills from every store of the tenant, newest first, a
+     * page at a time, asked of the server (a till holds its own store's
+     * bills only; [`TillStore::customer_bills`] reads those offline). The
+     * bills are not stored on this device. Blocks like [`TillStore::sync`].
+     */
+    @Throws(TillException::class)override fun `customerBillsEverywhere`(`customerId`: kotlin.String, `cursor`: kotlin.String?, `limit`: kotlin.UInt): TenantBillPage {
+            return FfiConverterTypeTenantBillPage.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TillException) { _status ->
+    UniffiLib.uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere(
+        it,
+        FfiConverterString.lower(`customerId`),FfiConverterOptionalString.lower(`cursor`),FfiConverterUInt.lower(`limit`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * [`TillStore::customer_bills_everywhere`] as a suspending call.
+     */
+    @Throws(TillException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `customerBillsEverywhereAsync`(`customerId`: kotlin.String, `cursor`: kotlin.String?, `limit`: kotlin.UInt) : TenantBillPage {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_till_ffi_fn_method_tillstore_customer_bills_everywhere_async(
+                uniffiHandle,
+                FfiConverterString.lower(`customerId`),FfiConverterOptionalString.lower(`cursor`),FfiConverterUInt.lower(`limit`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_till_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_till_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_till_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeTenantBillPage.lift(it) },
+        // Error FFI converter
+        TillException.ErrorHandler,
+    )
+    }
 
     
     /**
@@ -5299,6 +5370,54 @@ public object FfiConverterTypeSyncSummary: FfiConverterRustBuffer<SyncSummary> {
 
 
 /**
+ * A page of a customer's bills from every store of the tenant, whole
+ * (lines, payments, store and device), newest first.
+ */
+data class TenantBillPage (
+    /**
+     * The bills, as the server holds them (`version` is 0: not stored here).
+     */
+    var `items`: List<Bill>
+    , 
+    /**
+     * Pass back as `cursor` for the next page; absent on the last page.
+     */
+    var `next`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTenantBillPage: FfiConverterRustBuffer<TenantBillPage> {
+    override fun read(buf: ByteBuffer): TenantBillPage {
+        return TenantBillPage(
+            FfiConverterSequenceTypeBill.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TenantBillPage) = (
+            FfiConverterSequenceTypeBill.allocationSize(value.`items`) +
+            FfiConverterOptionalString.allocationSize(value.`next`)
+    )
+
+    override fun write(value: TenantBillPage, buf: ByteBuffer) {
+            FfiConverterSequenceTypeBill.write(value.`items`, buf)
+            FfiConverterOptionalString.write(value.`next`, buf)
+    }
+}
+
+
+
+/**
  * Money handed over.
  */
 data class Tender (
@@ -7058,6 +7177,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterString.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeBill: FfiConverterRustBuffer<List<Bill>> {
+    override fun read(buf: ByteBuffer): List<Bill> {
+        val len = buf.getInt()
+        return List<Bill>(len) {
+            FfiConverterTypeBill.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<Bill>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeBill.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<Bill>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeBill.write(it, buf)
         }
     }
 }
