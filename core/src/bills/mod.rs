@@ -112,6 +112,7 @@ pub(crate) fn write_row(
     before: Option<&Bill>,
     after: &Bill,
 ) -> Result<i64> {
+    let inserted = rid.is_none();
     let rid = match rid {
         None => {
             // Parameters by position, in the order of the columns: a named
@@ -198,8 +199,12 @@ pub(crate) fn write_row(
         }
     };
     if before.map(|b| &b.lines) != Some(&after.lines) {
-        w.tx.prepare_cached("DELETE FROM bill_lines WHERE bill_rid = ?1")?
-            .execute([rid])?;
+        // A row inserted above has no lines yet: every sale, and every bill
+        // a pull or bootstrap brings, skips the delete.
+        if !inserted {
+            w.tx.prepare_cached("DELETE FROM bill_lines WHERE bill_rid = ?1")?
+                .execute([rid])?;
+        }
         // By position, in the order of `LINE_COLUMNS` (see the bill above).
         let mut insert = w.tx.prepare_cached(&format!(
             "INSERT INTO bill_lines (bill_rid, {LINE_COLUMNS})
