@@ -44,6 +44,11 @@
 //!   one push (`sync.push_100_p99_ms`);
 //! - `sync.compact_*`: compacting the bootstrap tenant's whole log.
 
+/// The allocator `till-server` ships with (see its `main.rs`), so the server
+/// measured here allocates as the real one does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::io::BufRead;
