@@ -167,7 +167,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let view = self.search.view();
-        let ranked = match (&view, q.words().next().is_some()) {
+        let words = q.words().next().is_some();
+        let ranked = match (&view, words) {
             (Some(v), true) => match v.search(&q, RANKED_CANDIDATES_PER_RESULT * limit) {
                 Ok(rids) => Some(rids),
                 Err(e) => {
@@ -183,7 +184,6 @@ impl Store {
             // rows returned: a write committing mid-search changes nothing.
             let tx = conn.unchecked_transaction()?;
             let conn: &Connection = &tx;
-            let words = q.words().next().is_some();
             // Digits alone: the judge ranks what `by_digits` hands it, so its
             // best `RANKED_CANDIDATES_PER_RESULT * limit` suffice. With words,
             // a customer must match them too, so more digit candidates are

@@ -168,10 +168,7 @@ pub(crate) fn apply_page(
                 SnapshotRecord {
                     entity: bills::ENTITY.into(),
                     id,
-                    fields: match bills::change_fields(&bill)? {
-                        serde_json::Value::Object(fields) => fields,
-                        _ => Fields::new(),
-                    },
+                    fields: incoming::as_object(bills::change_fields(&bill)?),
                     hlc,
                 }
             }
@@ -230,10 +227,10 @@ fn observe(w: &mut Writer<'_>, hlc: &str) {
 /// `snapshot_seq` (still in the outbox, or accepted later): their snapshot
 /// values go through the pending-field rule of `incoming`.
 fn pending_records(w: &Writer<'_>, snapshot_seq: i64) -> Result<HashSet<String>> {
-    let mut stmt = w.tx.prepare_cached(
-        "SELECT DISTINCT entity_id FROM changes
-         WHERE origin = 'local' AND (pushed_at IS NULL OR server_seq > ?1)",
-    )?;
+    let mut stmt = w.tx.prepare_cached(concat!(
+        "SELECT DISTINCT entity_id FROM changes WHERE ",
+        incoming::pending_after!()
+    ))?;
     let ids = stmt
         .query_map([snapshot_seq], |r| r.get(0))?
         .collect::<rusqlite::Result<HashSet<String>>>()?;

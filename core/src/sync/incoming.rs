@@ -42,10 +42,9 @@
 
 use std::collections::BTreeSet;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
-
-use serde_json::value::RawValue;
 
 use super::protocol::{RawServerChange, ServerChange};
 use super::{bootstrap, held, SyncError};
@@ -207,45 +206,61 @@ fn is_empty_object(text: &RawValue) -> bool {
 /// Applies a pulled bill read as `bill`: written as it is when it is new
 /// here and no local change of it waits (the overlay of its fields on
 /// nothing is the bill itself), else through [`apply_bill`].
-fn apply_pulled_bill(
-    w: &Writer<'_>,
-    raw: &RawServerChange,
-    mut bill: Bill,
-) -> Result<Option<bool>> {
+fn apply_pulled_bill(w: &Writer<'_>, raw: &RawServerChange, bill: Bill) -> Result<Option<bool>> {
     if has_pending(w, &raw.entity_id, raw.server_seq)? || bills::exists(&w.tx, &raw.entity_id)? {
         return apply_bill(w, &server_change(raw)?);
     }
+    insert_new_bill(w, bill)?;
+    Ok(Some(true))
+}
+
+/// Writes a bill new to this device, in its place in the chain, and adds
+/// its share to its customer's metrics. A bill new here adds its own share:
+/// reading the customer's other bills per pulled bill made pulls quadratic
+/// in a regular's history.
+fn insert_new_bill(w: &Writer<'_>, mut bill: Bill) -> Result<()> {
     place_in_chain(w, &mut bill, None);
     let rid = bills::write_row(w, None, None, &bill)?;
     if let Some(customer) = bill.customer_id {
         crate::metrics::add_bill(w, rid, &customer.to_string())?;
     }
-    Ok(Some(true))
+    Ok(())
 }
 
+/// The condition on `changes` for local changes whose own log entry comes
+/// after server sequence `?1`: those still in the outbox, and those the
+/// server accepted later in its log. A pulled or snapshot value never
+/// overwrites what they wrote. (A macro, so the statements using it stay
+/// static text.)
+macro_rules! pending_after {
+    () => {
+        "origin = 'local' AND (pushed_at IS NULL OR server_seq > ?1)"
+    };
+}
+pub(super) use pending_after;
+
 /// Whether a local change of `entity_id` whose own log entry comes after
-/// `server_seq` waits (see [`pending_fields`]).
+/// `server_seq` waits (see `pending_after!`).
 fn has_pending(w: &Writer<'_>, entity_id: &str, server_seq: i64) -> Result<bool> {
     Ok(w.tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM changes
-                 WHERE entity_id = ?1 AND origin = 'local'
-                   AND (pushed_at IS NULL OR server_seq > ?2))",
-        )?
-        .query_row(rusqlite::params![entity_id, server_seq], |r| r.get(0))?)
+        .prepare_cached(concat!(
+            "SELECT EXISTS (SELECT 1 FROM changes WHERE entity_id = ?2 AND ",
+            pending_after!(),
+            ")"
+        ))?
+        .query_row(rusqlite::params![server_seq, entity_id], |r| r.get(0))?)
 }
 
 /// The fields of `entity_id` that local changes whose own log entry comes
 /// after `server_seq` touch: those still in the outbox, and those the server
 /// accepted later in its log than `server_seq`.
 fn pending_fields(w: &Writer<'_>, entity_id: &str, server_seq: i64) -> Result<BTreeSet<String>> {
-    let mut stmt = w.tx.prepare_cached(
-        "SELECT fields FROM changes
-         WHERE entity_id = ?1 AND origin = 'local'
-           AND (pushed_at IS NULL OR server_seq > ?2)",
-    )?;
+    let mut stmt = w.tx.prepare_cached(concat!(
+        "SELECT fields FROM changes WHERE entity_id = ?2 AND ",
+        pending_after!()
+    ))?;
     let mut fields = BTreeSet::new();
-    for text in stmt.query_map(rusqlite::params![entity_id, server_seq], |r| {
+    for text in stmt.query_map(rusqlite::params![server_seq, entity_id], |r| {
         r.get::<_, String>(0)
     })? {
         let map: Map<String, Value> = serde_json::from_str(&text?)?;
@@ -398,25 +413,17 @@ pub(super) fn apply_bill(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<boo
     let Some(mut after) = decode_bill(&change.entity_id, base, version) else {
         return Ok(None);
     };
-    place_in_chain(w, &mut after, current.as_ref().map(|(_, b)| b));
-    let rid = current.as_ref().map(|(rid, _)| *rid);
-    let rid = bills::write_row(w, rid, current.as_ref().map(|(_, b)| b), &after)?;
-    match &current {
-        // A bill new here adds its own share; reading the customer's other
-        // bills per pulled bill made pulls quadratic in a regular's history.
-        None => {
-            if let Some(customer) = after.customer_id {
-                crate::metrics::add_bill(w, rid, &customer.to_string())?;
-            }
-        }
-        Some((_, before)) => {
-            let mut touched: BTreeSet<String> = BTreeSet::new();
-            touched.extend(after.customer_id.map(|c| c.to_string()));
-            touched.extend(before.customer_id.map(|c| c.to_string()));
-            for customer in touched {
-                crate::metrics::recompute(w, &customer)?;
-            }
-        }
+    let Some((rid, before)) = &current else {
+        insert_new_bill(w, after)?;
+        return Ok(Some(true));
+    };
+    place_in_chain(w, &mut after, Some(before));
+    bills::write_row(w, Some(*rid), Some(before), &after)?;
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    touched.extend(after.customer_id.map(|c| c.to_string()));
+    touched.extend(before.customer_id.map(|c| c.to_string()));
+    for customer in touched {
+        crate::metrics::recompute(w, &customer)?;
     }
     Ok(Some(true))
 }
@@ -442,7 +449,7 @@ pub(super) fn place_in_chain(w: &Writer<'_>, bill: &mut Bill, current: Option<&B
     }
 }
 
-fn as_object(value: Value) -> Map<String, Value> {
+pub(super) fn as_object(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => Map::new(),
