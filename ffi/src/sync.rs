@@ -98,6 +98,13 @@ pub struct TenantBillPage {
     pub next: Option<String>,
 }
 
+impl From<core::Page<core::Bill>> for TenantBillPage {
+    fn from(p: core::Page<core::Bill>) -> Self {
+        let (items, next) = page(p);
+        TenantBillPage { items, next }
+    }
+}
+
 /// Where this device stands with its server.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct SyncStatus {
@@ -205,14 +212,9 @@ impl TillStore {
     ) -> Result<TenantBillPage> {
         let id = parse_id("customer_id", &customer_id)?;
         let client = SyncClient::new(self.sync_config()?)?;
-        let (items, next) = page(client.customer_bills(
-            &self.store,
-            id,
-            cursor.as_deref(),
-            limit,
-            &NoopObserver,
-        )?);
-        Ok(TenantBillPage { items, next })
+        Ok(client
+            .customer_bills(&self.store, id, cursor.as_deref(), limit, &NoopObserver)?
+            .into())
     }
 
     /// Pending changes, the last sync, its error and quarantined changes.
@@ -246,11 +248,9 @@ impl TillStore {
     ) -> Result<TenantBillPage> {
         let id = parse_id("customer_id", &customer_id)?;
         let client = AsyncSyncClient::new(self.sync_config()?)?;
-        let (items, next) = page(
-            client
-                .customer_bills(&self.store, id, cursor.as_deref(), limit, &NoopObserver)
-                .await?,
-        );
-        Ok(TenantBillPage { items, next })
+        Ok(client
+            .customer_bills(&self.store, id, cursor.as_deref(), limit, &NoopObserver)
+            .await?
+            .into())
     }
 }
