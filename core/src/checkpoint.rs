@@ -50,6 +50,17 @@ const COMMITS_PER_CHECKPOINT: u32 = 64;
 /// its p99 from 4.8 ms to 0.5-0.6 ms.
 pub(crate) const WRITER_FRAMES: i64 = 4_000;
 
+/// The writer's threshold during a stream of large transactions (bootstrap
+/// and pull pages, see `Writer::bulk`): each commit writes thousands of pages
+/// spread over the file, so at [`WRITER_FRAMES`] nearly every commit
+/// checkpointed and waited for two syncs, copying the same index pages again
+/// and again. A new till bootstrapping 100,000 customers and 1,000,000 bills
+/// (`cargo bench -p till-sync-server --bench sync`, 2,000 records a page)
+/// took 48.0-48.6 s at 4,000 pages, 12 s of it in the writer's syncs
+/// (strace), and 37.6 s at 50,000. The WAL may grow to about 200 MB
+/// meanwhile; the next checkpoint rewinds it.
+pub(crate) const BULK_FRAMES: i64 = 50_000;
+
 /// How long a checkpoint waits for a lock another process holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 

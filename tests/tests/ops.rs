@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{snapshot, Server, Till};
+use till_core::sync::protocol::ServerChange;
 use till_core::sync::AsyncSyncClient;
 use till_core::{NewBill, NewCustomer, NewLine, Store, SyncClient, SyncObserver, Tender};
 use till_sync_server::auth::DeviceScope;
@@ -102,9 +103,14 @@ fn a_till_rides_out_429_and_503_without_losing_or_duplicating_anything() {
     let log = server
         .block(server.storage.pull(&scope, 0, 1_000))
         .expect("log");
-    let seqs: Vec<i64> = log.changes.iter().map(|c| c.server_seq).collect();
+    let log: Vec<ServerChange> = log
+        .changes
+        .iter()
+        .map(|c| serde_json::from_str(c.get()).expect("a server change"))
+        .collect();
+    let seqs: Vec<i64> = log.iter().map(|c| c.server_seq).collect();
     assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
-    let mut ids: Vec<_> = log.changes.iter().map(|c| c.change.change_id).collect();
+    let mut ids: Vec<_> = log.iter().map(|c| c.change.change_id).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 60, "no change logged twice");

@@ -9,7 +9,7 @@ use rusqlite::{named_params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::bills::BillKind;
+use crate::bills::{Bill, BillKind, BillStatus};
 use crate::error::Result;
 use crate::money::div_round;
 use crate::store::{Store, Writer};
@@ -179,39 +179,28 @@ pub(crate) fn add_refund(w: &Writer<'_>, customer_id: &str, amount: i64) -> Resu
     Ok(())
 }
 
-/// Adds the bill at rowid `rid`, new to this store, to the metrics of its
-/// customer `customer_id`: [`from_bills`]'s aggregates over that one bill,
-/// merged into the stored ones (sums add, first and last visit take the min
-/// and max). The same result as [`recompute`] without reading the
-/// customer's other bills.
-pub(crate) fn add_bill(w: &Writer<'_>, rid: i64, customer_id: &str) -> Result<()> {
-    let sql = format!("SELECT {AGGREGATES} FROM bills WHERE rid = :rid");
-    let bill = w.tx.prepare_cached(&sql)?.query_row(
-        named_params! {
-            ":sale": BillKind::Sale.as_str(),
-            ":refund": BillKind::Refund.as_str(),
-            ":rid": rid,
-        },
-        |r| metrics_at(r, 0),
-    )?;
-    w.tx.prepare_cached(
-        "INSERT INTO customer_metrics (customer_id, visits, total_spent, first_visit, last_visit)
-         VALUES (:id, :visits, :spent, :first, :last)
-         ON CONFLICT (customer_id) DO UPDATE SET visits = visits + excluded.visits,
-             total_spent = total_spent + excluded.total_spent,
-             first_visit = coalesce(min(first_visit, excluded.first_visit), first_visit,
-                                    excluded.first_visit),
-             last_visit = coalesce(max(last_visit, excluded.last_visit), last_visit,
-                                   excluded.last_visit)",
-    )?
-    .execute(named_params! {
-        ":id": customer_id,
-        ":visits": bill.visits,
-        ":spent": bill.total_spent,
-        ":first": bill.first_visit_ms,
-        ":last": bill.last_visit_ms,
-    })?;
-    Ok(())
+/// Adds `bill`, new to this store, to its customer's metrics: what
+/// [`AGGREGATES`] say of that one bill (a paid sale, refunded since or not,
+/// is a visit at its close; a paid refund takes its total back), merged into
+/// the stored ones without reading the customer's other bills.
+pub(crate) fn add_bill(w: &Writer<'_>, bill: &Bill) -> Result<()> {
+    let Some(customer) = bill.customer_id.map(|c| c.to_string()) else {
+        return Ok(());
+    };
+    let counted = matches!(
+        bill.status,
+        BillStatus::Paid | BillStatus::PartlyRefunded | BillStatus::Refunded
+    );
+    match (bill.kind, bill.closed_at_ms) {
+        (BillKind::Sale, Some(at)) if counted => add_sale(w, &customer, bill.total, at),
+        // A paid sale without a close time has no visit time: the aggregates
+        // over its bills say what the metrics are.
+        (BillKind::Sale, None) if counted => recompute(w, &customer),
+        (BillKind::Refund, _) if bill.status == BillStatus::Paid => {
+            add_refund(w, &customer, bill.total)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Recomputes every customer's metrics from the bills, in one pass: after a

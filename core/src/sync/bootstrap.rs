@@ -149,6 +149,7 @@ pub(crate) fn apply_page(
     records: Vec<Prepared>,
     snapshot_seq: i64,
 ) -> Result<Applied> {
+    w.bulk()?;
     let mut applied = Applied::default();
     let pending = pending_records(w, snapshot_seq)?;
     for record in records {

@@ -60,9 +60,7 @@ use super::bootstrap::PreparedPage;
 use super::error::SyncError;
 use super::incoming::Pulled;
 use super::outbox::BootstrapProgress;
-use super::protocol::{
-    PullResponse, DEFAULT_BOOTSTRAP_PAGE, MAX_BOOTSTRAP_PAGE, MAX_PULL_PAGE, MAX_PUSH_BATCH,
-};
+use super::protocol::{PullResponse, MAX_BOOTSTRAP_PAGE, MAX_PULL_PAGE, MAX_PUSH_BATCH};
 use super::transport::Transport;
 use super::{bootstrap, incoming, outbox};
 use crate::error::{Error, Result};
@@ -101,8 +99,9 @@ pub struct SyncConfig {
 impl SyncConfig {
     /// Defaults for a till: full batches and full pull pages (1,000
     /// offline bills reach a second till in 4 requests, not 8, with pages of
-    /// 1,000 changes of about 1 kB each), bootstrap pages of
-    /// [`DEFAULT_BOOTSTRAP_PAGE`], 5 attempts from 500 ms to 30 s apart
+    /// 1,000 changes of about 1 kB each), full bootstrap pages (a million
+    /// bills bootstrapped in 32 s with pages of 5,000 records, 38 s with
+    /// 2,000: fewer commits write each index page fewer times), 5 attempts from 500 ms to 30 s apart
     /// (about a minute of trying before the app hears of it), 30 s per
     /// request, matching the server's own request timeout.
     pub fn new(server_url: impl Into<String>, token: impl Into<String>) -> SyncConfig {
@@ -111,7 +110,7 @@ impl SyncConfig {
             token: token.into(),
             push_batch: MAX_PUSH_BATCH,
             pull_page: MAX_PULL_PAGE,
-            bootstrap_page: DEFAULT_BOOTSTRAP_PAGE,
+            bootstrap_page: MAX_BOOTSTRAP_PAGE,
             max_attempts: 5,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),

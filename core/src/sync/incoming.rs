@@ -137,6 +137,7 @@ fn is_object(text: &RawValue) -> bool {
 
 /// Applies `changes` (one pulled page, by ascending server sequence).
 pub(crate) fn apply_page(w: &mut Writer<'_>, changes: Vec<Pulled>) -> Result<Applied> {
+    w.bulk()?;
     let mut applied = Applied::default();
     for Pulled { raw, body } in changes {
         if let Ok(stamp) = raw.hlc.parse::<Hlc>() {
@@ -220,11 +221,8 @@ fn apply_pulled_bill(w: &Writer<'_>, raw: &RawServerChange, bill: Bill) -> Resul
 /// in a regular's history.
 fn insert_new_bill(w: &Writer<'_>, mut bill: Bill) -> Result<()> {
     place_in_chain(w, &mut bill, None);
-    let rid = bills::write_row(w, None, None, &bill)?;
-    if let Some(customer) = bill.customer_id {
-        crate::metrics::add_bill(w, rid, &customer.to_string())?;
-    }
-    Ok(())
+    bills::write_row(w, None, None, &bill)?;
+    crate::metrics::add_bill(w, &bill)
 }
 
 /// The condition on `changes` for local changes whose own log entry comes

@@ -224,13 +224,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     ) -> StorageResult<Vec<PushOutcome>>;
 
     /// Up to `limit` log entries after `cursor` visible to `scope`: the
-    /// tenant's customers and the scope's store's bills.
+    /// tenant's customers and the scope's store's bills, each the JSON text
+    /// of a [`till_core::sync::protocol::ServerChange`].
     async fn pull(
         &self,
         scope: &DeviceScope,
         cursor: i64,
         limit: u32,
-    ) -> StorageResult<PullResponse>;
+    ) -> StorageResult<PullResponse<Box<RawValue>>>;
 
     /// Whether the log holds a change visible to `scope` after `cursor`,
     /// read from the database (not from anything cached), so a long-poll

@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 use till_core::sync::conflict::RecordState;
 use till_core::sync::dedup::{self, Entry, IdentityKey, Ledger, MergeRecord, StoredBill};
 use till_core::sync::protocol::{
-    HistoryPage, PullResponse, PushOutcome, RejectReason, ServerChange, SnapshotRecord,
+    HistoryPage, PullResponse, PushOutcome, RejectReason, SnapshotRecord,
 };
 use till_core::Change;
 
@@ -374,6 +374,20 @@ fn head_and_horizon(tx: &rusqlite::Transaction<'_>, tenant: &str) -> StorageResu
         .ok_or_else(|| StorageError::NotFound(format!("tenant {tenant}")))
 }
 
+/// The log entry `change` (a `Change` as stored) at `seq` as the JSON text
+/// of a [`till_core::sync::protocol::ServerChange`]: the stored text with the
+/// sequence put in front, so a pull copies entries instead of decoding and
+/// encoding each one.
+fn server_change(seq: i64, change: &str) -> StorageResult<Box<RawValue>> {
+    let members = change
+        .strip_prefix('{')
+        .filter(|rest| rest.trim_start() != "}")
+        .ok_or_else(|| StorageError::Backend(format!("log entry {seq} is not a change")))?;
+    Ok(RawValue::from_string(format!(
+        "{{\"server_seq\":{seq},{members}"
+    ))?)
+}
+
 /// The tenant's head and horizon, read in the caller's snapshot; refuses a
 /// `cursor` the log cannot continue from (behind the horizon: its entries
 /// are gone; ahead of the head: it came from another server).
@@ -696,7 +710,7 @@ impl Storage for SqliteStorage {
         scope: &DeviceScope,
         cursor: i64,
         limit: u32,
-    ) -> StorageResult<PullResponse> {
+    ) -> StorageResult<PullResponse<Box<RawValue>>> {
         let scope = scope.clone();
         self.read(move |tx| {
             // Head and page come from one snapshot, so jumping the cursor to
@@ -707,32 +721,26 @@ impl Storage for SqliteStorage {
                  WHERE tenant = :tenant AND seq > :cursor AND (store IS NULL OR store = :store)
                  ORDER BY seq LIMIT :n",
             )?;
-            let rows = stmt
-                .query_map(
-                    named_params! {
-                        ":tenant": scope.tenant, ":cursor": cursor, ":store": scope.store,
-                        ":n": i64::from(limit) + 1,
-                    },
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let has_more = rows.len() > limit as usize;
-            let changes = rows
-                .into_iter()
-                .take(limit as usize)
-                .map(|(server_seq, json)| {
-                    Ok(ServerChange {
-                        server_seq,
-                        change: serde_json::from_str(&json)?,
-                    })
-                })
-                .collect::<StorageResult<Vec<_>>>()?;
+            let mut rows = stmt.query(named_params! {
+                ":tenant": scope.tenant, ":cursor": cursor, ":store": scope.store,
+                ":n": i64::from(limit) + 1,
+            })?;
+            let mut changes = Vec::new();
+            let mut has_more = false;
+            while let Some(row) = rows.next()? {
+                if changes.len() == limit as usize {
+                    has_more = true;
+                    break;
+                }
+                let seq: i64 = row.get(0)?;
+                changes.push((seq, server_change(seq, &row.get::<_, String>(1)?)?));
+            }
             let cursor = match (has_more, changes.last()) {
-                (true, Some(last)) => last.server_seq,
+                (true, Some((last, _))) => *last,
                 _ => head,
             };
             Ok(PullResponse {
-                changes,
+                changes: changes.into_iter().map(|(_, text)| text).collect(),
                 cursor,
                 has_more,
             })

@@ -144,7 +144,7 @@ pub async fn pull(
     State(state): State<AppState>,
     scope: DeviceScope,
     query: Result<Query<PullRequest>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<PullResponse>, ApiError> {
+) -> Result<Json<PullResponse<Box<RawValue>>>, ApiError> {
     let Query(request) = query?;
     if request.cursor < 0 {
         return Err(ApiError::BadRequest("cursor must not be negative".into()));
