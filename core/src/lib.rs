@@ -7,7 +7,7 @@
 
 pub mod bills;
 pub mod changes;
-mod checkpoint;
+pub mod checkpoint;
 pub mod clock;
 pub mod customers;
 pub mod error;

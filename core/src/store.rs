@@ -229,7 +229,8 @@ impl Store {
         crate::schema::migrate(&mut conn)?;
         check_identity(&conn, &options.identity)?;
         let search = crate::search::SearchIndex::open(&options.path);
-        let checkpointer = Checkpointer::start(&options.path);
+        let checkpointer =
+            Checkpointer::start(&options.path, checkpoint::STORE_COMMITS_PER_CHECKPOINT);
         let wal_frames = match checkpointer {
             Some(_) => checkpoint::WRITER_FRAMES,
             None => conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?,
