@@ -387,6 +387,7 @@ impl Generator {
     ) -> Res<(Uuid, String, Change)> {
         let digits = mobile(phone_index).to_string();
         let (a, b) = digits.split_at(5);
+        let e164 = format!("+91{digits}");
         let name = format!(
             "{} {}",
             self.first[self.rng.random_range(0..self.first.len())],
@@ -399,7 +400,7 @@ impl Generator {
             name,
             phone: Some(Phone {
                 raw: format!("{a} {b}"),
-                e164: format!("+91{digits}"),
+                e164: e164.clone(),
                 shared: false,
             }),
             email: None,
@@ -416,10 +417,9 @@ impl Generator {
             erased_at_ms: None,
         };
         let fields = create_fields(&customer, &["id", "version", "updated_at_ms"])?;
-        let phone = format!("+91{digits}");
         Ok((
             customer.id,
-            phone,
+            e164,
             self.change(scope, "customer", customer.id, "create", fields),
         ))
     }

@@ -101,9 +101,10 @@ impl SyncConfig {
     /// offline bills reach a second till in 4 requests, not 8, with pages of
     /// 1,000 changes of about 1 kB each), full bootstrap pages (a million
     /// bills bootstrapped in 32 s with pages of 5,000 records, 38 s with
-    /// 2,000: fewer commits write each index page fewer times), 5 attempts from 500 ms to 30 s apart
-    /// (about a minute of trying before the app hears of it), 30 s per
-    /// request, matching the server's own request timeout.
+    /// 2,000: fewer commits write each index page fewer times), 5 attempts
+    /// from 500 ms to 30 s apart (about a minute of trying before the app
+    /// hears of it), 30 s per request, matching the server's own request
+    /// timeout.
     pub fn new(server_url: impl Into<String>, token: impl Into<String>) -> SyncConfig {
         SyncConfig {
             server_url: server_url.into(),

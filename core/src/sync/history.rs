@@ -88,8 +88,5 @@ fn bill_of(record: SnapshotRecord) -> Result<Bill> {
     if record.entity != crate::bills::ENTITY {
         return Err(unreadable().into());
     }
-    let mut fields = record.fields;
-    fields.insert("id".into(), record.id.into());
-    fields.insert("version".into(), 0.into());
-    serde_json::from_value(serde_json::Value::Object(fields)).map_err(|_| unreadable().into())
+    super::incoming::decode_bill(&record.id, record.fields, 0).ok_or_else(|| unreadable().into())
 }

@@ -114,11 +114,7 @@ impl Transport {
         limit: u32,
         observer: &dyn SyncObserver,
     ) -> Result<BootstrapPage<Box<RawValue>>, SyncError> {
-        let url = format!("{}/v1/bootstrap", self.base);
-        let mut query = vec![("limit", limit.to_string())];
-        query.extend(after.map(|a| ("after", a.to_owned())));
-        self.send(|| self.http.get(&url).query(&query), observer)
-            .await
+        self.page("/v1/bootstrap", after, limit, observer).await
     }
 
     /// `GET /v1/customers/{id}/bills`: a page of a customer's bills from
@@ -130,7 +126,20 @@ impl Transport {
         limit: u32,
         observer: &dyn SyncObserver,
     ) -> Result<HistoryPage, SyncError> {
-        let url = format!("{}/v1/customers/{customer}/bills", self.base);
+        let path = format!("/v1/customers/{customer}/bills");
+        self.page(&path, after, limit, observer).await
+    }
+
+    /// `GET {path}?limit=M[&after=T]`: one page of a listing paged by the
+    /// position the server gave with the page before.
+    async fn page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        after: Option<&str>,
+        limit: u32,
+        observer: &dyn SyncObserver,
+    ) -> Result<T, SyncError> {
+        let url = format!("{}{path}", self.base);
         let mut query = vec![("limit", limit.to_string())];
         query.extend(after.map(|a| ("after", a.to_owned())));
         self.send(|| self.http.get(&url).query(&query), observer)

@@ -743,22 +743,22 @@ impl Storage for SqliteStorage {
                 ":tenant": scope.tenant, ":cursor": cursor, ":store": scope.store,
                 ":n": i64::from(limit) + 1,
             })?;
-            let mut changes = Vec::new();
-            let mut has_more = false;
+            let (mut changes, mut last, mut has_more) = (Vec::new(), None, false);
             while let Some(row) = rows.next()? {
                 if changes.len() == limit as usize {
                     has_more = true;
                     break;
                 }
                 let seq: i64 = row.get(0)?;
-                changes.push((seq, server_change(seq, &row.get::<_, String>(1)?)?));
+                changes.push(server_change(seq, &row.get::<_, String>(1)?)?);
+                last = Some(seq);
             }
-            let cursor = match (has_more, changes.last()) {
-                (true, Some((last, _))) => *last,
+            let cursor = match (has_more, last) {
+                (true, Some(last)) => last,
                 _ => head,
             };
             Ok(PullResponse {
-                changes: changes.into_iter().map(|(_, text)| text).collect(),
+                changes,
                 cursor,
                 has_more,
             })
