@@ -146,6 +146,9 @@ pub(crate) struct Writer<'a> {
     pub now_ms: i64,
     last_stamp: &'a mut Option<Hlc>,
     bulk: bool,
+    /// Customer writes leave phone-search digit keys to the end of a first
+    /// bootstrap (see `sync::deferred`).
+    pub defer_digits: bool,
 }
 
 impl Writer<'_> {
@@ -317,6 +320,7 @@ impl Store {
                 now_ms: now_ms(),
                 last_stamp,
                 bulk: false,
+                defer_digits: false,
             };
             let outcome = f(&mut writer);
             let bulk = writer.bulk;

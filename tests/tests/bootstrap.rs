@@ -13,7 +13,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{snapshot, Server, StopOnce, Till};
+use common::{schema, snapshot, Server, StopOnce, Till};
 use till_core::{
     CustomerUpdate, NewBill, NewCustomer, NewLine, NoopObserver, Store, StoreOptions, SyncClient,
     SyncObserver, Tender,
@@ -115,6 +115,10 @@ fn a_fresh_till_starts_from_a_snapshot_then_pulls() {
     let marks = b.store.history("bootstrap", None, 10).expect("marks");
     assert_eq!(marks.items.len(), 1);
     assert_eq!(marks.items[0].fields["snapshot_seq"], 11);
+    // The lookups a fresh store builds at the end are all there, as defined.
+    assert_eq!(schema(&a.store), schema(&b.store));
+    let by_digits = b.store.search_customers("43213", 5).expect("search");
+    assert_eq!(by_digits.first().map(|h| h.customer.id), Some(ids[3]));
     let report = b.store.verify().expect("verify");
     assert!(report.is_ok(), "{report:?}");
     server.stop();
@@ -226,6 +230,11 @@ fn a_bootstrap_cut_short_resumes_and_never_claims_to_be_caught_up() {
     assert!(status.bootstrapping, "the store knows it is half way");
     assert_eq!(status.cursor, 0, "and does not claim to be caught up");
     assert!(status.bootstrapped_at_ms.is_none() && status.last_error.is_some());
+    let half = schema(&b.store);
+    assert!(
+        !half.iter().any(|(name, _)| name == "bills_by_customer"),
+        "a fresh store builds its random-keyed indexes at the end"
+    );
 
     let server = Server::open(&data);
     b.config.server_url = server.url.clone();
@@ -238,6 +247,15 @@ fn a_bootstrap_cut_short_resumes_and_never_claims_to_be_caught_up() {
     let status = b.store.sync_status().expect("status");
     assert!(!status.bootstrapping);
     assert_eq!(status.cursor, 20);
+    assert_eq!(
+        schema(&a.store),
+        schema(&b.store),
+        "built by the resumed run"
+    );
+    let by_digits = b.store.search_customers("22225", 5).expect("search");
+    assert_eq!(by_digits.len(), 1, "phone search by a part of the number");
+    let report = b.store.verify().expect("verify");
+    assert!(report.is_ok(), "{report:?}");
     a.sync();
     assert_eq!(snapshot(&a.store), snapshot(&b.store));
     server.stop();

@@ -189,6 +189,7 @@ pub(crate) fn write_row(
     before: Option<&Customer>,
     after: &Customer,
 ) -> Result<i64> {
+    let new = rid.is_none();
     let rid = {
         let mut stmt = w.tx.prepare_cached(
             "INSERT INTO customers (rid, id, number, name, name_key, phone_raw, phone_e164,
@@ -247,15 +248,17 @@ pub(crate) fn write_row(
         )?
     };
     if before.map(|b| &b.tags) != Some(&after.tags) {
-        w.tx.prepare_cached("DELETE FROM customer_tags WHERE customer_rid = ?1")?
-            .execute([rid])?;
+        if !new {
+            w.tx.prepare_cached("DELETE FROM customer_tags WHERE customer_rid = ?1")?
+                .execute([rid])?;
+        }
         let mut insert =
             w.tx.prepare_cached("INSERT INTO customer_tags (tag, customer_rid) VALUES (?1, ?2)")?;
         for tag in &after.tags {
             insert.execute(rusqlite::params![tag, rid])?;
         }
     }
-    fts::index_customer(&w.tx, rid, after)?;
+    fts::index_customer(&w.tx, rid, after, new, !w.defer_digits)?;
     Ok(rid)
 }
 

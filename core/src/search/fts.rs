@@ -100,43 +100,56 @@ fn number_value(digits: &str) -> Option<&str> {
     (!value.is_empty() && value.len() <= NUMBER_VALUE_MAX).then_some(value)
 }
 
-/// Replaces the search rows of customer `rid`; a customer no longer live has none.
-pub(crate) fn index_customer(conn: &Connection, rid: i64, c: &Customer) -> Result<()> {
-    // The old digit keys follow from the old FTS row, read before it goes.
-    let old: Option<(String, String)> = conn
-        .prepare_cached("SELECT phone, number FROM customers_fts WHERE rowid = ?1")?
-        .query_row([rid], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if let Some((phone, number)) = old {
-        let mut delete =
-            conn.prepare_cached("DELETE FROM customers_digits WHERE key = ?1 AND rid = ?2")?;
-        for key in digit_keys(&phone, &number) {
-            delete.execute(params![key, rid])?;
+/// Replaces the search rows of customer `rid` (`new`: it has none yet); a
+/// customer no longer live has none. `digits`: whether its phone-search
+/// digit keys are written too (see `sync::deferred`).
+pub(crate) fn index_customer(
+    conn: &Connection,
+    rid: i64,
+    c: &Customer,
+    new: bool,
+    digits: bool,
+) -> Result<()> {
+    if !new {
+        // The old digit keys follow from the old FTS row, read before it goes.
+        let old: Option<(String, String)> = conn
+            .prepare_cached("SELECT phone, number FROM customers_fts WHERE rowid = ?1")?
+            .query_row([rid], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((phone, number)) = old {
+            let mut delete =
+                conn.prepare_cached("DELETE FROM customers_digits WHERE key = ?1 AND rid = ?2")?;
+            for key in digit_keys(&phone, &number) {
+                delete.execute(params![key, rid])?;
+            }
         }
+        conn.prepare_cached("DELETE FROM customers_fts WHERE rowid = ?1")?
+            .execute([rid])?;
     }
-    conn.prepare_cached("DELETE FROM customers_fts WHERE rowid = ?1")?
-        .execute([rid])?;
     if c.is_live() {
         let (name, number, phone, email) = row_of(c);
         conn.prepare_cached(
             "INSERT INTO customers_fts (rowid, name, number, phone, email) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![rid, name, number, phone, email])?;
-        insert_digits(conn, rid, &phone, &number)?;
+        if digits {
+            insert_digits(conn, rid, &digit_keys(&phone, &number))?;
+        }
     }
     Ok(())
 }
 
-fn insert_digits(conn: &Connection, rid: i64, phone: &str, number: &str) -> Result<()> {
+fn insert_digits(conn: &Connection, rid: i64, keys: &[String]) -> Result<()> {
     let mut insert =
         conn.prepare_cached("INSERT OR IGNORE INTO customers_digits (key, rid) VALUES (?1, ?2)")?;
-    for key in digit_keys(phone, number) {
+    for key in keys {
         insert.execute(params![key, rid])?;
     }
     Ok(())
 }
 
-/// Fills `customers_digits` from the live customers (the v1 -> v2 upgrade).
+/// Fills `customers_digits` from the live customers (the v1 -> v2 upgrade,
+/// the end of a first bootstrap).
 pub(crate) fn reindex_digits(conn: &Connection) -> Result<()> {
     conn.execute("DELETE FROM customers_digits", [])?;
     let mut stmt = conn.prepare(&format!(
@@ -146,7 +159,7 @@ pub(crate) fn reindex_digits(conn: &Connection) -> Result<()> {
     while let Some(row) = rows.next()? {
         let (rid, c) = Customer::from_row(row)?;
         let (_, number, phone, _) = row_of(&c);
-        insert_digits(conn, rid, &phone, &number)?;
+        insert_digits(conn, rid, &digit_keys(&phone, &number))?;
     }
     Ok(())
 }

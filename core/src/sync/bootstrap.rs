@@ -23,6 +23,9 @@
 //!   last page's transaction: moving them bill by bill cost about a tenth
 //!   of a bootstrap (`cargo bench -p till-sync-server --bench sync`), and
 //!   until the last page the store is not caught up anyway;
+//! - in a store holding no customer and no bill, the lookups keyed by
+//!   something random (a bill's customer, a customer's name, the digits of
+//!   phone search) are built once, with the last page (see `deferred`);
 //! - the snapshot is not written to the change log record by record (it is
 //!   state, not changes: a million bills would double the file): one
 //!   `bootstrap` entry, committed with the last page, tells the ranked search
@@ -39,9 +42,9 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::held;
 use super::incoming::{self, Applied};
 use super::protocol::{BootstrapPage, ServerChange, SnapshotRecord};
+use super::{deferred, held};
 use crate::bills::{self, chain, Bill};
 use crate::changes::{Change, Fields};
 use crate::clock::Hlc;
@@ -150,6 +153,8 @@ pub(crate) fn apply_page(
     snapshot_seq: i64,
 ) -> Result<Applied> {
     w.bulk()?;
+    deferred::begin_if_empty(w)?;
+    w.defer_digits = deferred::digits_deferred(w)?;
     let mut applied = Applied::default();
     let pending = pending_records(w, snapshot_seq)?;
     for record in records {
@@ -239,11 +244,12 @@ fn pending_records(w: &Writer<'_>, snapshot_seq: i64) -> Result<HashSet<String>>
 }
 
 /// Completes a bootstrap in the transaction of its last page: the cursor
-/// moves to `snapshot_seq`, customers' metrics are recomputed from the
+/// moves to `snapshot_seq`, deferred lookup structures are built, customers' metrics are recomputed from the
 /// bills, the device's own sequences continue after what the snapshot
 /// holds, and the change log records the bootstrap.
 pub(crate) fn complete(w: &mut Writer<'_>, snapshot_seq: i64) -> Result<()> {
     super::outbox::complete_bootstrap(w, snapshot_seq)?;
+    deferred::finish(w)?;
     crate::metrics::recompute_all(w)?;
     continue_own_sequences(w)?;
     let stamp = w.stamp().to_string();

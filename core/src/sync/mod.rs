@@ -8,7 +8,8 @@
 //! runs over a storage port the server implements), so the server and the
 //! client share one copy of every rule. `client` drives a sync in phases;
 //! `outbox` keeps the device's sync state, `incoming` applies pulled
-//! changes (merges included), `bootstrap` applies snapshots, `held` keeps
+//! changes (merges included), `bootstrap` applies snapshots (`deferred`
+//! builds a fresh store's random-keyed lookups once at its end), `held` keeps
 //! the local unique index whole while pulls catch up, `history` reads a
 //! customer's bills from every store, `transport` speaks HTTP with retries.
 
@@ -16,6 +17,7 @@ pub(crate) mod bootstrap;
 pub mod client;
 pub mod conflict;
 pub mod dedup;
+mod deferred;
 mod error;
 mod held;
 mod history;

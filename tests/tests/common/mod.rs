@@ -222,3 +222,17 @@ pub fn snapshot(store: &Store) -> Vec<String> {
     }
     rows
 }
+
+/// A store's tables, indexes and triggers with their definitions, ordered:
+/// two stores at one schema version hold the same.
+pub fn schema(store: &Store) -> Vec<(String, String)> {
+    let conn =
+        Connection::open_with_flags(store.path(), OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT name, coalesce(sql, '') FROM sqlite_schema ORDER BY name")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query");
+    rows.collect::<Result<_, _>>().expect("schema")
+}
