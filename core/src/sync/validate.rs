@@ -6,6 +6,7 @@
 //!
 //! Fields this build does not know pass untouched: a newer app may send them.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::bills::{BillLine, BillStatus, Payment};
@@ -73,7 +74,7 @@ fn check_customer(fields: &Fields) -> Result<()> {
                 }
             }
             "phone" if !value.is_null() => {
-                let phone: crate::customers::Phone = serde_json::from_value(value.clone())
+                let phone = crate::customers::Phone::deserialize(value)
                     .map_err(|_| Error::invalid(key, "must be {raw, e164, shared}"))?;
                 let again = normalize::phone(&phone.e164, ANY_REGION)?;
                 canonical(key, again.e164 == phone.e164)?;
@@ -82,13 +83,13 @@ fn check_customer(fields: &Fields) -> Result<()> {
                 }
             }
             "email" if !value.is_null() => {
-                let email: crate::customers::Email = serde_json::from_value(value.clone())
+                let email = crate::customers::Email::deserialize(value)
                     .map_err(|_| Error::invalid(key, "must be {raw, canonical, shared}"))?;
                 let (_, canonical_form) = normalize::email(&email.raw)?;
                 canonical(key, canonical_form == email.canonical)?;
             }
             "address" => {
-                let address: crate::customers::Address = serde_json::from_value(value.clone())
+                let address = crate::customers::Address::deserialize(value)
                     .map_err(|_| Error::invalid(key, "must be an address"))?;
                 for (part, text) in [
                     ("address.line1", &address.line1),
@@ -106,7 +107,7 @@ fn check_customer(fields: &Fields) -> Result<()> {
                 string(key, value)?.parse::<Stage>()?;
             }
             "tags" => {
-                let tags: Vec<String> = serde_json::from_value(value.clone())
+                let tags = Vec::<String>::deserialize(value)
                     .map_err(|_| Error::invalid(key, "must be a list of strings"))?;
                 canonical(key, normalize::tags(&tags)? == tags)?;
             }
@@ -152,11 +153,11 @@ pub fn bill_fields(change: &Change) -> Result<()> {
                 non_empty(key, string(key, value)?)?
             }
             "lines" => {
-                serde_json::from_value::<Vec<BillLine>>(value.clone())
+                Vec::<BillLine>::deserialize(value)
                     .map_err(|_| Error::invalid(key, "must be a list of bill lines"))?;
             }
             "payments" => {
-                serde_json::from_value::<Vec<Payment>>(value.clone())
+                Vec::<Payment>::deserialize(value)
                     .map_err(|_| Error::invalid(key, "must be a list of payments"))?;
             }
             k if BILL_INTEGERS.contains(&k) => optional_int(key, value)?,
