@@ -235,6 +235,8 @@ fn a_bootstrap_cut_short_resumes_and_never_claims_to_be_caught_up() {
         !half.iter().any(|(name, _)| name == "bills_by_customer"),
         "a fresh store builds its random-keyed indexes at the end"
     );
+    let report = b.store.verify().expect("verify");
+    assert!(report.is_ok(), "half way is not corrupt: {report:?}");
 
     let server = Server::open(&data);
     b.config.server_url = server.url.clone();

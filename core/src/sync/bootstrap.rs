@@ -154,7 +154,7 @@ pub(crate) fn apply_page(
 ) -> Result<Applied> {
     w.bulk()?;
     deferred::begin_if_empty(w)?;
-    w.defer_digits = deferred::digits_deferred(w)?;
+    w.defer_digits = deferred::digits_deferred(&w.tx)?;
     let mut applied = Applied::default();
     let pending = pending_records(w, snapshot_seq)?;
     for record in records {

@@ -21,7 +21,7 @@
 //! then the store is not caught up anyway: reads that would use the indexes
 //! scan instead, and phone search by a part of the number finds nobody.
 
-use rusqlite::OptionalExtension;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::Result;
 use crate::search::fts;
@@ -70,9 +70,10 @@ pub(crate) fn begin_if_empty(w: &Writer<'_>) -> Result<()> {
 }
 
 /// Whether phone-search digit keys are deferred: customer writes then
-/// leave them to [`finish`].
-pub(crate) fn digits_deferred(w: &Writer<'_>) -> Result<bool> {
-    Ok(w.tx
+/// leave them to [`finish`], and `verify` does not hold their absence
+/// against the store.
+pub(crate) fn digits_deferred(conn: &Connection) -> Result<bool> {
+    Ok(conn
         .query_row(
             "SELECT 1 FROM meta WHERE key = ?1",
             [DIGITS_KEY],

@@ -17,7 +17,7 @@ pub(crate) mod bootstrap;
 pub mod client;
 pub mod conflict;
 pub mod dedup;
-mod deferred;
+pub(crate) mod deferred;
 mod error;
 mod held;
 mod history;
