@@ -190,6 +190,9 @@ pub(crate) fn write_row(
     after: &Customer,
 ) -> Result<i64> {
     let new = rid.is_none();
+    // No `RETURNING rid`: it makes SQLite open a statement savepoint, and
+    // FTS5 flushes its pending terms to a new segment at every savepoint
+    // (a segment per customer of a pulled page, merged again and again).
     let rid = {
         let mut stmt = w.tx.prepare_cached(
             "INSERT INTO customers (rid, id, number, name, name_key, phone_raw, phone_e164,
@@ -211,11 +214,9 @@ pub(crate) fn write_row(
                  stage = excluded.stage, tags = excluded.tags, notes = excluded.notes,
                  birthday = excluded.birthday, updated_at = excluded.updated_at,
                  version = excluded.version, deleted_at = excluded.deleted_at,
-                 merged_into = excluded.merged_into, erased_at = excluded.erased_at
-             RETURNING rid",
+                 merged_into = excluded.merged_into, erased_at = excluded.erased_at",
         )?;
-        stmt.query_row(
-            named_params! {
+        stmt.execute(named_params! {
                 ":rid": rid,
                 ":id": after.id.to_string(),
                 ":number": after.number,
@@ -243,9 +244,8 @@ pub(crate) fn write_row(
                 ":deleted_at": after.deleted_at_ms,
                 ":merged_into": after.merged_into.map(|m| m.to_string()),
                 ":erased_at": after.erased_at_ms,
-            },
-            |r| r.get::<_, i64>(0),
-        )?
+        })?;
+        rid.unwrap_or_else(|| w.tx.last_insert_rowid())
     };
     if before.map(|b| &b.tags) != Some(&after.tags) {
         if !new {

@@ -244,9 +244,10 @@ fn pending_records(w: &Writer<'_>, snapshot_seq: i64) -> Result<HashSet<String>>
 }
 
 /// Completes a bootstrap in the transaction of its last page: the cursor
-/// moves to `snapshot_seq`, deferred lookup structures are built, customers' metrics are recomputed from the
-/// bills, the device's own sequences continue after what the snapshot
-/// holds, and the change log records the bootstrap.
+/// moves to `snapshot_seq`, deferred lookup structures are built,
+/// customers' metrics are recomputed from the bills, the device's own
+/// sequences continue after what the snapshot holds, and the change log
+/// records the bootstrap.
 pub(crate) fn complete(w: &mut Writer<'_>, snapshot_seq: i64) -> Result<()> {
     super::outbox::complete_bootstrap(w, snapshot_seq)?;
     deferred::finish(w)?;
