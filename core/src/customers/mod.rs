@@ -193,60 +193,58 @@ pub(crate) fn write_row(
     // No `RETURNING rid`: it makes SQLite open a statement savepoint, and
     // FTS5 flushes its pending terms to a new segment at every savepoint
     // (a segment per customer of a pulled page, merged again and again).
-    let rid = {
-        let mut stmt = w.tx.prepare_cached(
-            "INSERT INTO customers (rid, id, number, name, name_key, phone_raw, phone_e164,
-                 phone_shared, email_raw, email, email_shared, address_line1, address_line2, city,
-                 region, postal_code, country, stage, tags, notes, birthday, created_at,
-                 updated_at, version, deleted_at, merged_into, erased_at)
-             VALUES (:rid, :id, :number, :name, :name_key, :phone_raw, :phone_e164,
-                 :phone_shared, :email_raw, :email, :email_shared, :line1, :line2, :city,
-                 :region, :postal_code, :country, :stage, :tags, :notes, :birthday, :created_at,
-                 :updated_at, :version, :deleted_at, :merged_into, :erased_at)
-             ON CONFLICT (rid) DO UPDATE SET
-                 number = excluded.number, name = excluded.name, name_key = excluded.name_key,
-                 phone_raw = excluded.phone_raw, phone_e164 = excluded.phone_e164,
-                 phone_shared = excluded.phone_shared, email_raw = excluded.email_raw,
-                 email = excluded.email, email_shared = excluded.email_shared,
-                 address_line1 = excluded.address_line1, address_line2 = excluded.address_line2,
-                 city = excluded.city, region = excluded.region,
-                 postal_code = excluded.postal_code, country = excluded.country,
-                 stage = excluded.stage, tags = excluded.tags, notes = excluded.notes,
-                 birthday = excluded.birthday, updated_at = excluded.updated_at,
-                 version = excluded.version, deleted_at = excluded.deleted_at,
-                 merged_into = excluded.merged_into, erased_at = excluded.erased_at",
-        )?;
-        stmt.execute(named_params! {
-                ":rid": rid,
-                ":id": after.id.to_string(),
-                ":number": after.number,
-                ":name": after.name,
-                ":name_key": normalize::name_key(&after.name),
-                ":phone_raw": after.phone.as_ref().map(|p| &p.raw),
-                ":phone_e164": after.phone.as_ref().map(|p| &p.e164),
-                ":phone_shared": after.phone.as_ref().is_some_and(|p| p.shared),
-                ":email_raw": after.email.as_ref().map(|e| &e.raw),
-                ":email": after.email.as_ref().map(|e| &e.canonical),
-                ":email_shared": after.email.as_ref().is_some_and(|e| e.shared),
-                ":line1": after.address.line1,
-                ":line2": after.address.line2,
-                ":city": after.address.city,
-                ":region": after.address.region,
-                ":postal_code": after.address.postal_code,
-                ":country": after.address.country,
-                ":stage": after.stage.as_str(),
-                ":tags": serde_json::to_string(&after.tags)?,
-                ":notes": after.notes,
-                ":birthday": after.birthday.map(|b| b.format("%Y-%m-%d").to_string()),
-                ":created_at": after.created_at_ms,
-                ":updated_at": after.updated_at_ms,
-                ":version": after.version,
-                ":deleted_at": after.deleted_at_ms,
-                ":merged_into": after.merged_into.map(|m| m.to_string()),
-                ":erased_at": after.erased_at_ms,
-        })?;
-        rid.unwrap_or_else(|| w.tx.last_insert_rowid())
-    };
+    w.tx.prepare_cached(
+        "INSERT INTO customers (rid, id, number, name, name_key, phone_raw, phone_e164,
+             phone_shared, email_raw, email, email_shared, address_line1, address_line2, city,
+             region, postal_code, country, stage, tags, notes, birthday, created_at,
+             updated_at, version, deleted_at, merged_into, erased_at)
+         VALUES (:rid, :id, :number, :name, :name_key, :phone_raw, :phone_e164,
+             :phone_shared, :email_raw, :email, :email_shared, :line1, :line2, :city,
+             :region, :postal_code, :country, :stage, :tags, :notes, :birthday, :created_at,
+             :updated_at, :version, :deleted_at, :merged_into, :erased_at)
+         ON CONFLICT (rid) DO UPDATE SET
+             number = excluded.number, name = excluded.name, name_key = excluded.name_key,
+             phone_raw = excluded.phone_raw, phone_e164 = excluded.phone_e164,
+             phone_shared = excluded.phone_shared, email_raw = excluded.email_raw,
+             email = excluded.email, email_shared = excluded.email_shared,
+             address_line1 = excluded.address_line1, address_line2 = excluded.address_line2,
+             city = excluded.city, region = excluded.region,
+             postal_code = excluded.postal_code, country = excluded.country,
+             stage = excluded.stage, tags = excluded.tags, notes = excluded.notes,
+             birthday = excluded.birthday, updated_at = excluded.updated_at,
+             version = excluded.version, deleted_at = excluded.deleted_at,
+             merged_into = excluded.merged_into, erased_at = excluded.erased_at",
+    )?
+    .execute(named_params! {
+        ":rid": rid,
+        ":id": after.id.to_string(),
+        ":number": after.number,
+        ":name": after.name,
+        ":name_key": normalize::name_key(&after.name),
+        ":phone_raw": after.phone.as_ref().map(|p| &p.raw),
+        ":phone_e164": after.phone.as_ref().map(|p| &p.e164),
+        ":phone_shared": after.phone.as_ref().is_some_and(|p| p.shared),
+        ":email_raw": after.email.as_ref().map(|e| &e.raw),
+        ":email": after.email.as_ref().map(|e| &e.canonical),
+        ":email_shared": after.email.as_ref().is_some_and(|e| e.shared),
+        ":line1": after.address.line1,
+        ":line2": after.address.line2,
+        ":city": after.address.city,
+        ":region": after.address.region,
+        ":postal_code": after.address.postal_code,
+        ":country": after.address.country,
+        ":stage": after.stage.as_str(),
+        ":tags": serde_json::to_string(&after.tags)?,
+        ":notes": after.notes,
+        ":birthday": after.birthday.map(|b| b.format("%Y-%m-%d").to_string()),
+        ":created_at": after.created_at_ms,
+        ":updated_at": after.updated_at_ms,
+        ":version": after.version,
+        ":deleted_at": after.deleted_at_ms,
+        ":merged_into": after.merged_into.map(|m| m.to_string()),
+        ":erased_at": after.erased_at_ms,
+    })?;
+    let rid = rid.unwrap_or_else(|| w.tx.last_insert_rowid());
     if before.map(|b| &b.tags) != Some(&after.tags) {
         if !new {
             w.tx.prepare_cached("DELETE FROM customer_tags WHERE customer_rid = ?1")?
