@@ -88,13 +88,45 @@ pub enum Error {
     #[error("sync: {0}")]
     Sync(#[from] crate::sync::SyncError),
 
-    /// SQLite failed (disk full, corruption, locked beyond the busy timeout, ...).
+    /// The device's storage is full: the operation wrote nothing, and
+    /// everything committed before it is intact. Free space and retry.
+    #[error("storage full: {detail}")]
+    StorageFull {
+        /// SQLite's or the OS's description.
+        detail: String,
+    },
+
+    /// SQLite failed (corruption, locked beyond the busy timeout, ...).
     #[error("storage: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(#[source] rusqlite::Error),
 
     /// A file could not be read or written.
     #[error("io: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[source] std::io::Error),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Error::StorageFull {
+                detail: e.to_string(),
+            },
+            _ => Error::Storage(e),
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                Error::StorageFull {
+                    detail: e.to_string(),
+                }
+            }
+            _ => Error::Io(e),
+        }
+    }
 }
 
 impl Error {

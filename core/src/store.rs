@@ -426,6 +426,113 @@ pub(crate) fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{NewBill, NewCustomer, NewLine, Tender};
+
+    /// Caps the file at the pages it has (`true`), so the next write that
+    /// needs one more fails with SQLITE_FULL as on a full disk, or lifts
+    /// the cap (`false`).
+    fn disk_full(store: &Store, full: bool) {
+        // SQLite raises a cap below the file's size to its size.
+        let cap: i64 = if full { 1 } else { 4_294_967_294 };
+        lock(&store.writer)
+            .conn
+            .pragma_update(None, "max_page_count", cap)
+            .expect("cap the file");
+    }
+
+    fn sale(customer: uuid::Uuid, i: usize) -> NewBill {
+        NewBill {
+            customer_id: Some(customer),
+            lines: (0..4)
+                .map(|l| NewLine::item(&format!("SKU-{i}-{l}"), "Rice 5kg", 1, 45_000))
+                .collect(),
+            ..NewBill::default()
+        }
+    }
+
+    fn seq_of(bill: &crate::Bill) -> u64 {
+        let digits = bill.number.rsplit('-').next().expect("a number");
+        digits.parse().expect("digits")
+    }
+
+    fn count(store: &Store, table: &str) -> i64 {
+        store
+            .read(|c| Ok(c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?))
+            .expect("count")
+    }
+
+    #[test]
+    fn a_full_disk_refuses_writes_with_a_typed_error_and_loses_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(StoreOptions::new(dir.path().join("t.db"), "t1", "S1", "T1"))
+            .expect("open");
+        let customer = store
+            .create_customer(NewCustomer::named("Asha Rao").with_phone("98450 12345"))
+            .expect("customer")
+            .id;
+        let cash = [Tender::cash(1_000_000)];
+        let mut sold = Vec::new();
+        for i in 0..3 {
+            sold.push(store.sell(sale(customer, i), &cash).expect("sale"));
+        }
+
+        disk_full(&store, true);
+        let refused = loop {
+            let i = sold.len();
+            assert!(i < 2_000, "the capped file never filled up");
+            match store.sell(sale(customer, i), &cash) {
+                Ok(bill) => sold.push(bill),
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(refused, Error::StorageFull { .. }),
+            "a full disk is told apart: {refused:?}"
+        );
+        assert!(refused.to_string().starts_with("storage full"), "{refused}");
+        let (bills, changes) = (count(&store, "bills"), count(&store, "changes"));
+        let csv = (0..300)
+            .map(|i| format!("Guest {i},+91 98860 {i:05}\n"))
+            .collect::<String>();
+        let import = store.import_customers_csv(format!("name,phone\n{csv}").as_bytes());
+        assert!(
+            matches!(import, Err(Error::StorageFull { .. })),
+            "an import that cannot fit is refused whole: {import:?}"
+        );
+        assert_eq!(count(&store, "customers"), 1, "no imported row landed");
+        assert_eq!(
+            (count(&store, "bills"), count(&store, "changes")),
+            (bills, changes),
+            "the refused writes left nothing behind"
+        );
+
+        // Everything committed is intact while the disk is full...
+        let report = store.verify().expect("verify");
+        assert!(report.is_ok(), "{:?}", report.problems);
+        let summary = store.customer_summary(customer).expect("summary");
+        assert_eq!(summary.visits, sold.len() as i64);
+        for bill in &sold {
+            assert_eq!(
+                store.bill(bill.id).expect("a committed bill").total,
+                bill.total
+            );
+        }
+
+        // ...and once space is freed the till goes on where it stopped: the
+        // refused sale's number was never issued.
+        disk_full(&store, false);
+        let next = store.sell(sale(customer, sold.len()), &cash).expect("sale");
+        assert_eq!(seq_of(&next), seq_of(sold.last().expect("sold")) + 1);
+        let imported = store
+            .import_customers_csv(format!("name,phone\n{csv}").as_bytes())
+            .expect("import");
+        assert_eq!(imported.imported, 300);
+        let report = store.verify().expect("verify");
+        assert!(report.is_ok(), "{:?}", report.problems);
+        let chain = store.verify_chain().expect("chain");
+        assert!(chain.is_intact(), "{:?}", chain.problems);
+        assert_eq!(chain.bills_checked, sold.len() as u64 + 1);
+    }
 
     fn wal_frames(store: &Store) -> i64 {
         store

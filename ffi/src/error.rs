@@ -118,8 +118,16 @@ pub enum TillError {
         detail: String,
     },
 
-    /// SQLite or the file system failed (disk full, file damaged, locked
-    /// by another process beyond the timeout, ...).
+    /// The device's storage is full: the call wrote nothing, and everything
+    /// written before it is intact. Ask the user to free space, then retry.
+    #[error("storage full: {detail}")]
+    StorageFull {
+        /// SQLite's or the OS's description.
+        detail: String,
+    },
+
+    /// SQLite or the file system failed (file damaged, locked by another
+    /// process beyond the timeout, ...).
     #[error("storage: {detail}")]
     Storage {
         /// SQLite's or the OS's description.
@@ -193,6 +201,7 @@ impl From<CoreError> for TillError {
                     },
                 }
             }
+            CoreError::StorageFull { detail } => TillError::StorageFull { detail },
             CoreError::Storage(e) => TillError::Storage {
                 detail: e.to_string(),
             },

@@ -5179,10 +5179,25 @@ class TillError:  # type: ignore
         def __repr__(self):
             return "TillError.Server({})".format(str(self))
     _UniffiTempTillError.Server = Server # type: ignore
+    class StorageFull(_UniffiTempTillError):
+        """
+        The device's storage is full: the call wrote nothing, and everything
+        written before it is intact. Ask the user to free space, then retry.
+"""
+        
+        def __init__(self, detail):
+            super().__init__(", ".join([
+                "detail={!r}".format(detail),
+            ]))
+            self.detail = detail
+
+        def __repr__(self):
+            return "TillError.StorageFull({})".format(str(self))
+    _UniffiTempTillError.StorageFull = StorageFull # type: ignore
     class Storage(_UniffiTempTillError):
         """
-        SQLite or the file system failed (disk full, file damaged, locked
-        by another process beyond the timeout, ...).
+        SQLite or the file system failed (file damaged, locked by another
+        process beyond the timeout, ...).
 """
         
         def __init__(self, detail):
@@ -5258,6 +5273,10 @@ class _UniffiFfiConverterTypeTillError(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 11:
+            return TillError.StorageFull(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 12:
             return TillError.Storage(
                 _UniffiFfiConverterString.read(buf),
             )
@@ -5307,6 +5326,9 @@ class _UniffiFfiConverterTypeTillError(_UniffiConverterRustBuffer):
         if isinstance(value, TillError.Server):
             _UniffiFfiConverterString.check_lower(value.code)
             _UniffiFfiConverterBoolean.check_lower(value.retryable)
+            _UniffiFfiConverterString.check_lower(value.detail)
+            return
+        if isinstance(value, TillError.StorageFull):
             _UniffiFfiConverterString.check_lower(value.detail)
             return
         if isinstance(value, TillError.Storage):
@@ -5359,8 +5381,11 @@ class _UniffiFfiConverterTypeTillError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.write(value.code, buf)
             _UniffiFfiConverterBoolean.write(value.retryable, buf)
             _UniffiFfiConverterString.write(value.detail, buf)
-        if isinstance(value, TillError.Storage):
+        if isinstance(value, TillError.StorageFull):
             buf.write_i32(11)
+            _UniffiFfiConverterString.write(value.detail, buf)
+        if isinstance(value, TillError.Storage):
+            buf.write_i32(12)
             _UniffiFfiConverterString.write(value.detail, buf)
 
 

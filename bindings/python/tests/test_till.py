@@ -113,6 +113,7 @@ def test_errors_are_typed_exceptions_with_their_fields(open_till):
     assert e.value.state == "voided"
     # Every variant is a TillError.
     assert issubclass(till.TillError.Storage, till.TillError)
+    assert issubclass(till.TillError.StorageFull, till.TillError)
 
 
 def test_sync_errors_are_auth_and_network(open_till, server, tmp_path):

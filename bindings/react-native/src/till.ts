@@ -3459,6 +3459,7 @@ export enum TillError_Tags {
     Auth = "Auth",
     Network = "Network",
     Server = "Server",
+    StorageFull = "StorageFull",
     Storage = "Storage"
 }
 /**
@@ -3894,14 +3895,57 @@ Readonly<{code: string; retryable: boolean; detail: string}> {
 
     }
 
+    type StorageFull__interface = {
+        tag: TillError_Tags.StorageFull;
+        inner: 
+Readonly<{detail: string}>
+    };
+    /**
+     * The device's storage is full: the call wrote nothing, and everything
+     * written before it is intact. Ask the user to free space, then retry.
+     */
+    class StorageFull_ extends UniffiError implements StorageFull__interface {
+        /**
+         * @private
+         * This field is private and should not be used, use `tag` instead.
+         */
+        readonly [uniffiTypeNameSymbol] = "TillError";
+        readonly tag = TillError_Tags.StorageFull;
+        readonly inner: 
+Readonly<{detail: string}>;
+        constructor(
+inner: {detail: string }) {
+            super("TillError", "StorageFull");
+
+            this.inner = Object.freeze(inner);
+        }
+        static new(
+inner: {detail: string }): StorageFull_ {
+            return new StorageFull_(inner);
+        }
+
+        static instanceOf(obj: any): obj is StorageFull_ {
+            return obj.tag === TillError_Tags.StorageFull;
+        }
+        static hasInner(obj: any): obj is StorageFull_ {
+            return StorageFull_.instanceOf(obj);
+        }
+
+        static getInner(obj: StorageFull_): 
+Readonly<{detail: string}> {
+            return obj.inner;
+        }
+
+    }
+
     type Storage__interface = {
         tag: TillError_Tags.Storage;
         inner: 
 Readonly<{detail: string}>
     };
     /**
-     * SQLite or the file system failed (disk full, file damaged, locked
-     * by another process beyond the timeout, ...).
+     * SQLite or the file system failed (file damaged, locked by another
+     * process beyond the timeout, ...).
      */
     class Storage_ extends UniffiError implements Storage__interface {
         /**
@@ -3953,6 +3997,7 @@ Readonly<{detail: string}> {
   Auth: Auth_, 
   Network: Network_, 
   Server: Server_, 
+  StorageFull: StorageFull_, 
   Storage: Storage_
     });
 
@@ -3961,7 +4006,7 @@ Readonly<{detail: string}> {
  * Everything a Till call can fail with.
  */
 export type TillError = InstanceType<
-    typeof TillError['Validation' | 'NotFound' | 'Conflict' | 'InvalidState' | 'Duplicate' | 'WrongStore' | 'SchemaTooNew' | 'Auth' | 'Network' | 'Server' | 'Storage']
+    typeof TillError['Validation' | 'NotFound' | 'Conflict' | 'InvalidState' | 'Duplicate' | 'WrongStore' | 'SchemaTooNew' | 'Auth' | 'Network' | 'Server' | 'StorageFull' | 'Storage']
 >;
 
 // FfiConverter for enum TillError
@@ -3980,7 +4025,8 @@ const FfiConverterTypeTillError = (() => {
                 case 8: return new TillError.Auth({code: FfiConverterString.readFromCursor(c), detail: FfiConverterString.readFromCursor(c) });
                 case 9: return new TillError.Network({detail: FfiConverterString.readFromCursor(c) });
                 case 10: return new TillError.Server({code: FfiConverterString.readFromCursor(c), retryable: FfiConverterBool.readFromCursor(c), detail: FfiConverterString.readFromCursor(c) });
-                case 11: return new TillError.Storage({detail: FfiConverterString.readFromCursor(c) });
+                case 11: return new TillError.StorageFull({detail: FfiConverterString.readFromCursor(c) });
+                case 12: return new TillError.Storage({detail: FfiConverterString.readFromCursor(c) });
                 default: throw new UniffiInternalError.UnexpectedEnumCase();
             }
         }
@@ -4060,8 +4106,14 @@ const FfiConverterTypeTillError = (() => {
                     FfiConverterString.writeIntoCursor(inner.detail, c);
                     return;
                 }
-                case TillError_Tags.Storage: {
+                case TillError_Tags.StorageFull: {
                     c.writeI32(11);
+                    const inner = value.inner;
+                    FfiConverterString.writeIntoCursor(inner.detail, c);
+                    return;
+                }
+                case TillError_Tags.Storage: {
+                    c.writeI32(12);
                     const inner = value.inner;
                     FfiConverterString.writeIntoCursor(inner.detail, c);
                     return;
@@ -4144,6 +4196,12 @@ const FfiConverterTypeTillError = (() => {
                     let size = 4;
                     size += FfiConverterString.allocationSize(inner.code);
                     size += FfiConverterBool.allocationSize(inner.retryable);
+                    size += FfiConverterString.allocationSize(inner.detail);
+                    return size;
+                }
+                case TillError_Tags.StorageFull: {
+                    const inner = value.inner;
+                    let size = 4;
                     size += FfiConverterString.allocationSize(inner.detail);
                     return size;
                 }

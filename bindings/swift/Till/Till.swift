@@ -6532,8 +6532,17 @@ public enum TillError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErr
          */detail: String
     )
     /**
-     * SQLite or the file system failed (disk full, file damaged, locked
-     * by another process beyond the timeout, ...).
+     * The device's storage is full: the call wrote nothing, and everything
+     * written before it is intact. Ask the user to free space, then retry.
+     */
+    case StorageFull(
+        /**
+         * SQLite's or the OS's description.
+         */detail: String
+    )
+    /**
+     * SQLite or the file system failed (file damaged, locked by another
+     * process beyond the timeout, ...).
      */
     case Storage(
         /**
@@ -6613,7 +6622,10 @@ public struct FfiConverterTypeTillError: FfiConverterRustBuffer {
             retryable: try FfiConverterBool.read(from: &buf), 
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 11: return .Storage(
+        case 11: return .StorageFull(
+            detail: try FfiConverterString.read(from: &buf)
+            )
+        case 12: return .Storage(
             detail: try FfiConverterString.read(from: &buf)
             )
 
@@ -6692,8 +6704,13 @@ public struct FfiConverterTypeTillError: FfiConverterRustBuffer {
             FfiConverterString.write(detail, into: &buf)
             
         
-        case let .Storage(detail):
+        case let .StorageFull(detail):
             writeInt(&buf, Int32(11))
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .Storage(detail):
+            writeInt(&buf, Int32(12))
             FfiConverterString.write(detail, into: &buf)
             
         }

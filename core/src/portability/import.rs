@@ -177,7 +177,7 @@ fn in_savepoint<T>(w: &mut Writer<'_>, f: impl FnOnce(&mut Writer<'_>) -> Result
                 (Ok(()), e) => Err(e),
                 // SQLite may have rolled the whole transaction back already:
                 // the storage error that did it is the one to report.
-                (Err(_), e @ Error::Storage(_)) => Err(e),
+                (Err(_), e @ (Error::Storage(_) | Error::StorageFull { .. })) => Err(e),
                 (Err(rollback), _) => Err(rollback),
             }
         }

@@ -224,8 +224,18 @@ impl AsyncSyncClient {
             Error::Sync(s) => format!("{}: {s}", s.code()),
             other => other.to_string(),
         });
-        store.write(|w| outbox::finish(w, message.as_deref()))?;
-        outcome.map(|()| summary)
+        let recorded = store.write(|w| outbox::finish(w, message.as_deref()));
+        // A failed sync reports what failed it, even when recording that
+        // failed too (a full disk fails both).
+        match (outcome, recorded) {
+            (Ok(()), recorded) => recorded.map(|()| summary),
+            (Err(e), recorded) => {
+                if let Err(also) = recorded {
+                    tracing::warn!(error = %also, "the failed sync was not recorded");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Waits until the server holds changes this device has not pulled, or

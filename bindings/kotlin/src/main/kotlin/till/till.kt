@@ -6535,8 +6535,23 @@ sealed class TillException: kotlin.Exception() {
     }
     
     /**
-     * SQLite or the file system failed (disk full, file damaged, locked
-     * by another process beyond the timeout, ...).
+     * The device's storage is full: the call wrote nothing, and everything
+     * written before it is intact. Ask the user to free space, then retry.
+     */
+    class StorageFull(
+        
+        /**
+         * SQLite's or the OS's description.
+         */
+        val `detail`: kotlin.String
+        ) : TillException() {
+        override val message
+            get() = "detail=${ `detail` }"
+    }
+    
+    /**
+     * SQLite or the file system failed (file damaged, locked by another
+     * process beyond the timeout, ...).
      */
     class Storage(
         
@@ -6612,7 +6627,10 @@ public object FfiConverterTypeTillError : FfiConverterRustBuffer<TillException> 
                 FfiConverterBoolean.read(buf),
                 FfiConverterString.read(buf),
                 )
-            11 -> TillException.Storage(
+            11 -> TillException.StorageFull(
+                FfiConverterString.read(buf),
+                )
+            12 -> TillException.Storage(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -6683,6 +6701,11 @@ public object FfiConverterTypeTillError : FfiConverterRustBuffer<TillException> 
                 4UL
                 + FfiConverterString.allocationSize(value.`code`)
                 + FfiConverterBoolean.allocationSize(value.`retryable`)
+                + FfiConverterString.allocationSize(value.`detail`)
+            )
+            is TillException.StorageFull -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
                 + FfiConverterString.allocationSize(value.`detail`)
             )
             is TillException.Storage -> (
@@ -6759,8 +6782,13 @@ public object FfiConverterTypeTillError : FfiConverterRustBuffer<TillException> 
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
-            is TillException.Storage -> {
+            is TillException.StorageFull -> {
                 buf.putInt(11)
+                FfiConverterString.write(value.`detail`, buf)
+                Unit
+            }
+            is TillException.Storage -> {
+                buf.putInt(12)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
