@@ -423,6 +423,16 @@ pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A store of tenant t1, till S1/T1, in a folder of its own that lasts as
+/// long as the returned guard.
+#[cfg(test)]
+pub(crate) fn scratch() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("dir");
+    let store =
+        Store::open(StoreOptions::new(dir.path().join("t.db"), "t1", "S1", "T1")).expect("open");
+    (dir, store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,9 +473,7 @@ mod tests {
 
     #[test]
     fn a_full_disk_refuses_writes_with_a_typed_error_and_loses_nothing() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(StoreOptions::new(dir.path().join("t.db"), "t1", "S1", "T1"))
-            .expect("open");
+        let (_dir, store) = crate::store::scratch();
         let customer = store
             .create_customer(NewCustomer::named("Asha Rao").with_phone("98450 12345"))
             .expect("customer")
@@ -544,9 +552,7 @@ mod tests {
 
     #[test]
     fn a_bulk_transaction_leaves_the_writer_at_its_own_checkpoint_threshold() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(StoreOptions::new(dir.path().join("t.db"), "t1", "S1", "T1"))
-            .expect("open");
+        let (_dir, store) = crate::store::scratch();
         assert_eq!(wal_frames(&store), checkpoint::WRITER_FRAMES);
         store
             .write(|w| {

@@ -108,7 +108,7 @@ mod tests {
 
     use crate::sync::incoming::{apply_page, prepare};
     use crate::sync::protocol::ServerChange;
-    use crate::{Change, NewBill, NewCustomer, NewLine, Store, StoreOptions, Tender};
+    use crate::{Change, NewBill, NewCustomer, NewLine, Store, Tender};
 
     fn is_held(store: &Store, id: Uuid, field: &str) -> bool {
         store
@@ -170,9 +170,7 @@ mod tests {
 
     #[test]
     fn a_pulled_contact_held_locally_is_put_back_when_the_merge_arrives() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(StoreOptions::new(dir.path().join("t.db"), "t1", "S1", "T1"))
-            .expect("open");
+        let (_dir, store) = crate::store::scratch();
         let mine = store
             .create_customer(NewCustomer::named("Asha R").with_phone("98765 43210"))
             .expect("local");
@@ -221,9 +219,7 @@ mod tests {
 
     #[test]
     fn a_held_contact_is_put_back_when_its_customer_is_deleted() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(StoreOptions::new(dir.path().join("t.db"), "t1", "S1", "T1"))
-            .expect("open");
+        let (_dir, store) = crate::store::scratch();
         store
             .create_customer(NewCustomer::named("Ravi").with_phone("91234 56789"))
             .expect("local");
@@ -242,9 +238,7 @@ mod tests {
 
     #[test]
     fn a_contact_edited_here_after_it_was_held_stays_as_the_cashier_left_it() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(StoreOptions::new(dir.path().join("t.db"), "t1", "S1", "T1"))
-            .expect("open");
+        let (_dir, store) = crate::store::scratch();
         let mine = store
             .create_customer(NewCustomer::named("Kiran").with_phone("90000 11111"))
             .expect("local");
