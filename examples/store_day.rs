@@ -135,9 +135,13 @@ impl Till {
     /// Syncs with the head office and says what moved.
     fn sync(&self) -> Result<()> {
         let done = self.store.sync(&self.sync, &NoopObserver)?;
+        // A first sync takes the store as a snapshot, later ones the changes since.
         println!(
             "  {:<7} syncs: sent {} change(s); pulled {} from the head office, {} new here",
-            self.name, done.pushed, done.pulled, done.applied
+            self.name,
+            done.pushed,
+            done.pulled + done.bootstrapped,
+            done.applied
         );
         Ok(())
     }

@@ -59,7 +59,8 @@ pub struct SyncSummary {
     pub quarantined: u64,
     /// Server changes pulled.
     pub pulled: u64,
-    /// Of those, the ones that changed a local record.
+    /// Of the changes pulled and the snapshot records bootstrapped, the
+    /// ones that changed a local record.
     pub applied: u64,
     /// Pages pulled.
     pub pages: u64,

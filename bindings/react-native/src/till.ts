@@ -2933,7 +2933,8 @@ export type SyncSummary = {
      */
     pulled: bigint,
     /**
-     * Of those, the ones that changed a local record.
+     * Of the changes pulled and the snapshot records bootstrapped, the
+     * ones that changed a local record.
      */
     applied: bigint,
     /**

@@ -4793,7 +4793,8 @@ public struct SyncSummary: Equatable, Hashable {
      */
     public var pulled: UInt64
     /**
-     * Of those, the ones that changed a local record.
+     * Of the changes pulled and the snapshot records bootstrapped, the
+     * ones that changed a local record.
      */
     public var applied: UInt64
     /**
@@ -4822,7 +4823,8 @@ public struct SyncSummary: Equatable, Hashable {
          * Server changes pulled.
          */pulled: UInt64, 
         /**
-         * Of those, the ones that changed a local record.
+         * Of the changes pulled and the snapshot records bootstrapped, the
+         * ones that changed a local record.
          */applied: UInt64, 
         /**
          * Pages pulled.

@@ -164,7 +164,8 @@ pub struct SyncSummary {
     pub quarantined: usize,
     /// Server changes pulled.
     pub pulled: usize,
-    /// Of those, the ones that changed a local record.
+    /// Of the changes pulled and the snapshot records bootstrapped, the ones
+    /// that changed a local record.
     pub applied: usize,
     /// Pulled pages applied.
     pub pages: usize,

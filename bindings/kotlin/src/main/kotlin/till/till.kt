@@ -5302,7 +5302,8 @@ data class SyncSummary (
     var `pulled`: kotlin.ULong
     , 
     /**
-     * Of those, the ones that changed a local record.
+     * Of the changes pulled and the snapshot records bootstrapped, the
+     * ones that changed a local record.
      */
     var `applied`: kotlin.ULong
     , 
