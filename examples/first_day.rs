@@ -24,7 +24,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     options.store_name = "Acme Kirana, MG Road".into();
     let store = Store::open(options)?;
     store.set_staff("priya")?;
-    println!("Opened {} for {:?}", path.display(), store.identity());
+    let me = store.identity();
+    println!(
+        "Opened {} as till {} of store {} (tenant {})",
+        path.display(),
+        me.device,
+        me.store,
+        me.tenant
+    );
 
     // Customers: created with whatever the cashier typed.
     let asha = store.create_customer(NewCustomer {
