@@ -536,3 +536,26 @@ fn a_field_from_a_newer_app_survives_older_tills_edits_and_reaches_new_tills() {
     );
     server.stop();
 }
+
+#[test]
+fn a_failed_sync_says_what_failed_it_even_when_the_file_is_locked_at_its_end() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    sell_to(&a.store, None, "TEA", 100);
+    server.stop();
+    // Another process of this device holds the write lock past the store's
+    // busy timeout, so recording the failed sync fails too.
+    let other = Connection::open(a.store.path()).expect("open");
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let err = a
+        .store
+        .sync(&a.config, &till_core::NoopObserver)
+        .expect_err("no server");
+    other.execute_batch("ROLLBACK").expect("unlock");
+    assert!(
+        matches!(&err, till_core::Error::Sync(s) if s.is_retryable()),
+        "the app is told the server is away, not that the file was busy: {err}"
+    );
+    assert_eq!(a.store.sync_status().expect("status").pending_changes, 1);
+}
