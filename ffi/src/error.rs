@@ -118,18 +118,19 @@ pub enum TillError {
         detail: String,
     },
 
-    /// The device's storage is full: the call wrote nothing, and everything
-    /// written before it is intact. Ask the user to free space, then retry.
-    #[error("storage full: {detail}")]
-    StorageFull {
-        /// SQLite's or the OS's description.
-        detail: String,
-    },
-
     /// SQLite or the file system failed (file damaged, locked by another
     /// process beyond the timeout, ...).
     #[error("storage: {detail}")]
     Storage {
+        /// SQLite's or the OS's description.
+        detail: String,
+    },
+
+    // New variants go last: the bindings encode a variant by its position.
+    /// The device's storage is full: the call wrote nothing, and everything
+    /// written before it is intact. Ask the user to free space, then retry.
+    #[error("storage full: {detail}")]
+    StorageFull {
         /// SQLite's or the OS's description.
         detail: String,
     },

@@ -5179,21 +5179,6 @@ class TillError:  # type: ignore
         def __repr__(self):
             return "TillError.Server({})".format(str(self))
     _UniffiTempTillError.Server = Server # type: ignore
-    class StorageFull(_UniffiTempTillError):
-        """
-        The device's storage is full: the call wrote nothing, and everything
-        written before it is intact. Ask the user to free space, then retry.
-"""
-        
-        def __init__(self, detail):
-            super().__init__(", ".join([
-                "detail={!r}".format(detail),
-            ]))
-            self.detail = detail
-
-        def __repr__(self):
-            return "TillError.StorageFull({})".format(str(self))
-    _UniffiTempTillError.StorageFull = StorageFull # type: ignore
     class Storage(_UniffiTempTillError):
         """
         SQLite or the file system failed (file damaged, locked by another
@@ -5209,6 +5194,21 @@ class TillError:  # type: ignore
         def __repr__(self):
             return "TillError.Storage({})".format(str(self))
     _UniffiTempTillError.Storage = Storage # type: ignore
+    class StorageFull(_UniffiTempTillError):
+        """
+        The device's storage is full: the call wrote nothing, and everything
+        written before it is intact. Ask the user to free space, then retry.
+"""
+        
+        def __init__(self, detail):
+            super().__init__(", ".join([
+                "detail={!r}".format(detail),
+            ]))
+            self.detail = detail
+
+        def __repr__(self):
+            return "TillError.StorageFull({})".format(str(self))
+    _UniffiTempTillError.StorageFull = StorageFull # type: ignore
 
 TillError = _UniffiTempTillError # type: ignore
 del _UniffiTempTillError
@@ -5273,11 +5273,11 @@ class _UniffiFfiConverterTypeTillError(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 11:
-            return TillError.StorageFull(
+            return TillError.Storage(
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 12:
-            return TillError.Storage(
+            return TillError.StorageFull(
                 _UniffiFfiConverterString.read(buf),
             )
         raise InternalError("Raw enum value doesn't match any cases")
@@ -5328,10 +5328,10 @@ class _UniffiFfiConverterTypeTillError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterBoolean.check_lower(value.retryable)
             _UniffiFfiConverterString.check_lower(value.detail)
             return
-        if isinstance(value, TillError.StorageFull):
+        if isinstance(value, TillError.Storage):
             _UniffiFfiConverterString.check_lower(value.detail)
             return
-        if isinstance(value, TillError.Storage):
+        if isinstance(value, TillError.StorageFull):
             _UniffiFfiConverterString.check_lower(value.detail)
             return
 
@@ -5381,10 +5381,10 @@ class _UniffiFfiConverterTypeTillError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.write(value.code, buf)
             _UniffiFfiConverterBoolean.write(value.retryable, buf)
             _UniffiFfiConverterString.write(value.detail, buf)
-        if isinstance(value, TillError.StorageFull):
+        if isinstance(value, TillError.Storage):
             buf.write_i32(11)
             _UniffiFfiConverterString.write(value.detail, buf)
-        if isinstance(value, TillError.Storage):
+        if isinstance(value, TillError.StorageFull):
             buf.write_i32(12)
             _UniffiFfiConverterString.write(value.detail, buf)
 

@@ -3460,8 +3460,8 @@ export enum TillError_Tags {
     Auth = "Auth",
     Network = "Network",
     Server = "Server",
-    StorageFull = "StorageFull",
-    Storage = "Storage"
+    Storage = "Storage",
+    StorageFull = "StorageFull"
 }
 /**
  * Everything a Till call can fail with.
@@ -3896,49 +3896,6 @@ Readonly<{code: string; retryable: boolean; detail: string}> {
 
     }
 
-    type StorageFull__interface = {
-        tag: TillError_Tags.StorageFull;
-        inner: 
-Readonly<{detail: string}>
-    };
-    /**
-     * The device's storage is full: the call wrote nothing, and everything
-     * written before it is intact. Ask the user to free space, then retry.
-     */
-    class StorageFull_ extends UniffiError implements StorageFull__interface {
-        /**
-         * @private
-         * This field is private and should not be used, use `tag` instead.
-         */
-        readonly [uniffiTypeNameSymbol] = "TillError";
-        readonly tag = TillError_Tags.StorageFull;
-        readonly inner: 
-Readonly<{detail: string}>;
-        constructor(
-inner: {detail: string }) {
-            super("TillError", "StorageFull");
-
-            this.inner = Object.freeze(inner);
-        }
-        static new(
-inner: {detail: string }): StorageFull_ {
-            return new StorageFull_(inner);
-        }
-
-        static instanceOf(obj: any): obj is StorageFull_ {
-            return obj.tag === TillError_Tags.StorageFull;
-        }
-        static hasInner(obj: any): obj is StorageFull_ {
-            return StorageFull_.instanceOf(obj);
-        }
-
-        static getInner(obj: StorageFull_): 
-Readonly<{detail: string}> {
-            return obj.inner;
-        }
-
-    }
-
     type Storage__interface = {
         tag: TillError_Tags.Storage;
         inner: 
@@ -3982,6 +3939,49 @@ Readonly<{detail: string}> {
 
     }
 
+    type StorageFull__interface = {
+        tag: TillError_Tags.StorageFull;
+        inner: 
+Readonly<{detail: string}>
+    };
+    /**
+     * The device's storage is full: the call wrote nothing, and everything
+     * written before it is intact. Ask the user to free space, then retry.
+     */
+    class StorageFull_ extends UniffiError implements StorageFull__interface {
+        /**
+         * @private
+         * This field is private and should not be used, use `tag` instead.
+         */
+        readonly [uniffiTypeNameSymbol] = "TillError";
+        readonly tag = TillError_Tags.StorageFull;
+        readonly inner: 
+Readonly<{detail: string}>;
+        constructor(
+inner: {detail: string }) {
+            super("TillError", "StorageFull");
+
+            this.inner = Object.freeze(inner);
+        }
+        static new(
+inner: {detail: string }): StorageFull_ {
+            return new StorageFull_(inner);
+        }
+
+        static instanceOf(obj: any): obj is StorageFull_ {
+            return obj.tag === TillError_Tags.StorageFull;
+        }
+        static hasInner(obj: any): obj is StorageFull_ {
+            return StorageFull_.instanceOf(obj);
+        }
+
+        static getInner(obj: StorageFull_): 
+Readonly<{detail: string}> {
+            return obj.inner;
+        }
+
+    }
+
     function instanceOf(obj: any): obj is TillError {
         return obj[uniffiTypeNameSymbol] === "TillError";
     }
@@ -3998,8 +3998,8 @@ Readonly<{detail: string}> {
   Auth: Auth_, 
   Network: Network_, 
   Server: Server_, 
-  StorageFull: StorageFull_, 
-  Storage: Storage_
+  Storage: Storage_, 
+  StorageFull: StorageFull_
     });
 
 })();
@@ -4007,7 +4007,7 @@ Readonly<{detail: string}> {
  * Everything a Till call can fail with.
  */
 export type TillError = InstanceType<
-    typeof TillError['Validation' | 'NotFound' | 'Conflict' | 'InvalidState' | 'Duplicate' | 'WrongStore' | 'SchemaTooNew' | 'Auth' | 'Network' | 'Server' | 'StorageFull' | 'Storage']
+    typeof TillError['Validation' | 'NotFound' | 'Conflict' | 'InvalidState' | 'Duplicate' | 'WrongStore' | 'SchemaTooNew' | 'Auth' | 'Network' | 'Server' | 'Storage' | 'StorageFull']
 >;
 
 // FfiConverter for enum TillError
@@ -4026,8 +4026,8 @@ const FfiConverterTypeTillError = (() => {
                 case 8: return new TillError.Auth({code: FfiConverterString.readFromCursor(c), detail: FfiConverterString.readFromCursor(c) });
                 case 9: return new TillError.Network({detail: FfiConverterString.readFromCursor(c) });
                 case 10: return new TillError.Server({code: FfiConverterString.readFromCursor(c), retryable: FfiConverterBool.readFromCursor(c), detail: FfiConverterString.readFromCursor(c) });
-                case 11: return new TillError.StorageFull({detail: FfiConverterString.readFromCursor(c) });
-                case 12: return new TillError.Storage({detail: FfiConverterString.readFromCursor(c) });
+                case 11: return new TillError.Storage({detail: FfiConverterString.readFromCursor(c) });
+                case 12: return new TillError.StorageFull({detail: FfiConverterString.readFromCursor(c) });
                 default: throw new UniffiInternalError.UnexpectedEnumCase();
             }
         }
@@ -4107,13 +4107,13 @@ const FfiConverterTypeTillError = (() => {
                     FfiConverterString.writeIntoCursor(inner.detail, c);
                     return;
                 }
-                case TillError_Tags.StorageFull: {
+                case TillError_Tags.Storage: {
                     c.writeI32(11);
                     const inner = value.inner;
                     FfiConverterString.writeIntoCursor(inner.detail, c);
                     return;
                 }
-                case TillError_Tags.Storage: {
+                case TillError_Tags.StorageFull: {
                     c.writeI32(12);
                     const inner = value.inner;
                     FfiConverterString.writeIntoCursor(inner.detail, c);
@@ -4200,13 +4200,13 @@ const FfiConverterTypeTillError = (() => {
                     size += FfiConverterString.allocationSize(inner.detail);
                     return size;
                 }
-                case TillError_Tags.StorageFull: {
+                case TillError_Tags.Storage: {
                     const inner = value.inner;
                     let size = 4;
                     size += FfiConverterString.allocationSize(inner.detail);
                     return size;
                 }
-                case TillError_Tags.Storage: {
+                case TillError_Tags.StorageFull: {
                     const inner = value.inner;
                     let size = 4;
                     size += FfiConverterString.allocationSize(inner.detail);

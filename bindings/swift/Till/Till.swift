@@ -6534,19 +6534,19 @@ public enum TillError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErr
          */detail: String
     )
     /**
-     * The device's storage is full: the call wrote nothing, and everything
-     * written before it is intact. Ask the user to free space, then retry.
+     * SQLite or the file system failed (file damaged, locked by another
+     * process beyond the timeout, ...).
      */
-    case StorageFull(
+    case Storage(
         /**
          * SQLite's or the OS's description.
          */detail: String
     )
     /**
-     * SQLite or the file system failed (file damaged, locked by another
-     * process beyond the timeout, ...).
+     * The device's storage is full: the call wrote nothing, and everything
+     * written before it is intact. Ask the user to free space, then retry.
      */
-    case Storage(
+    case StorageFull(
         /**
          * SQLite's or the OS's description.
          */detail: String
@@ -6624,10 +6624,10 @@ public struct FfiConverterTypeTillError: FfiConverterRustBuffer {
             retryable: try FfiConverterBool.read(from: &buf), 
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 11: return .StorageFull(
+        case 11: return .Storage(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 12: return .Storage(
+        case 12: return .StorageFull(
             detail: try FfiConverterString.read(from: &buf)
             )
 
@@ -6706,12 +6706,12 @@ public struct FfiConverterTypeTillError: FfiConverterRustBuffer {
             FfiConverterString.write(detail, into: &buf)
             
         
-        case let .StorageFull(detail):
+        case let .Storage(detail):
             writeInt(&buf, Int32(11))
             FfiConverterString.write(detail, into: &buf)
             
         
-        case let .Storage(detail):
+        case let .StorageFull(detail):
             writeInt(&buf, Int32(12))
             FfiConverterString.write(detail, into: &buf)
             

@@ -6536,10 +6536,10 @@ sealed class TillException: kotlin.Exception() {
     }
     
     /**
-     * The device's storage is full: the call wrote nothing, and everything
-     * written before it is intact. Ask the user to free space, then retry.
+     * SQLite or the file system failed (file damaged, locked by another
+     * process beyond the timeout, ...).
      */
-    class StorageFull(
+    class Storage(
         
         /**
          * SQLite's or the OS's description.
@@ -6551,10 +6551,10 @@ sealed class TillException: kotlin.Exception() {
     }
     
     /**
-     * SQLite or the file system failed (file damaged, locked by another
-     * process beyond the timeout, ...).
+     * The device's storage is full: the call wrote nothing, and everything
+     * written before it is intact. Ask the user to free space, then retry.
      */
-    class Storage(
+    class StorageFull(
         
         /**
          * SQLite's or the OS's description.
@@ -6628,10 +6628,10 @@ public object FfiConverterTypeTillError : FfiConverterRustBuffer<TillException> 
                 FfiConverterBoolean.read(buf),
                 FfiConverterString.read(buf),
                 )
-            11 -> TillException.StorageFull(
+            11 -> TillException.Storage(
                 FfiConverterString.read(buf),
                 )
-            12 -> TillException.Storage(
+            12 -> TillException.StorageFull(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -6704,12 +6704,12 @@ public object FfiConverterTypeTillError : FfiConverterRustBuffer<TillException> 
                 + FfiConverterBoolean.allocationSize(value.`retryable`)
                 + FfiConverterString.allocationSize(value.`detail`)
             )
-            is TillException.StorageFull -> (
+            is TillException.Storage -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`detail`)
             )
-            is TillException.Storage -> (
+            is TillException.StorageFull -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`detail`)
@@ -6783,12 +6783,12 @@ public object FfiConverterTypeTillError : FfiConverterRustBuffer<TillException> 
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
-            is TillException.StorageFull -> {
+            is TillException.Storage -> {
                 buf.putInt(11)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
-            is TillException.Storage -> {
+            is TillException.StorageFull -> {
                 buf.putInt(12)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
