@@ -436,6 +436,7 @@ pub(crate) fn scratch() -> (tempfile::TempDir, Store) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bills::sequence_of;
     use crate::{NewBill, NewCustomer, NewLine, Tender};
 
     /// Caps the file at the pages it has (`true`), so the next write that
@@ -460,11 +461,6 @@ mod tests {
         }
     }
 
-    fn seq_of(bill: &crate::Bill) -> u64 {
-        let digits = bill.number.rsplit('-').next().expect("a number");
-        digits.parse().expect("digits")
-    }
-
     fn count(store: &Store, table: &str) -> i64 {
         store
             .read(|c| Ok(c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?))
@@ -473,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_full_disk_refuses_writes_with_a_typed_error_and_loses_nothing() {
-        let (_dir, store) = crate::store::scratch();
+        let (_dir, store) = scratch();
         let customer = store
             .create_customer(NewCustomer::named("Asha Rao").with_phone("98450 12345"))
             .expect("customer")
@@ -530,7 +526,8 @@ mod tests {
         // refused sale's number was never issued.
         disk_full(&store, false);
         let next = store.sell(sale(customer, sold.len()), &cash).expect("sale");
-        assert_eq!(seq_of(&next), seq_of(sold.last().expect("sold")) + 1);
+        let last = sold.last().expect("sold");
+        assert_eq!(sequence_of(&next.number), sequence_of(&last.number) + 1);
         let imported = store
             .import_customers_csv(format!("name,phone\n{csv}").as_bytes())
             .expect("import");
@@ -552,7 +549,7 @@ mod tests {
 
     #[test]
     fn a_bulk_transaction_leaves_the_writer_at_its_own_checkpoint_threshold() {
-        let (_dir, store) = crate::store::scratch();
+        let (_dir, store) = scratch();
         assert_eq!(wal_frames(&store), checkpoint::WRITER_FRAMES);
         store
             .write(|w| {

@@ -255,7 +255,7 @@ pub(crate) fn write_row(
 }
 
 /// The device sequence number at the end of a bill number.
-fn sequence_of(number: &str) -> i64 {
+pub(crate) fn sequence_of(number: &str) -> i64 {
     number
         .rsplit('-')
         .next()

@@ -228,15 +228,10 @@ impl AsyncSyncClient {
         let recorded = store.write(|w| outbox::finish(w, message.as_deref()));
         // A failed sync reports what failed it, even when recording that
         // failed too (a full disk fails both).
-        match (outcome, recorded) {
-            (Ok(()), recorded) => recorded.map(|()| summary),
-            (Err(e), recorded) => {
-                if let Err(also) = recorded {
-                    tracing::warn!(error = %also, "the failed sync was not recorded");
-                }
-                Err(e)
-            }
+        if let (Err(_), Err(also)) = (&outcome, &recorded) {
+            tracing::warn!(error = %also, "the failed sync was not recorded");
         }
+        outcome.and(recorded).map(|()| summary)
     }
 
     /// Waits until the server holds changes this device has not pulled, or
