@@ -1334,6 +1334,33 @@ fn partial_refunds_never_exceed_what_was_sold() {
     assert!(report.is_ok(), "{:?}", report.problems);
 }
 
+/// A quantity near `i64::MAX` is refused as too much, not added to what was
+/// refunded already: the sum would wrap below the line's quantity and pass.
+#[test]
+fn a_refund_quantity_too_large_to_add_is_refused() {
+    let t = till();
+    let sold = sale(&t, None, vec![item("TEA", 2, 1_000)]);
+    t.store
+        .refund(sold.id, &[refund_line(1, 1_000)], &tenders_cash(1_000))
+        .expect("one of two");
+    let changes = t.change_count();
+    let huge = [refund_line(1, i64::MAX)];
+    assert_invalid(t.store.refund_quote(sold.id, &huge), "lines[0].quantity");
+    assert_invalid(
+        t.store
+            .refund(sold.id, &huge, &[Tender::card(i64::MAX, "X")]),
+        "lines[0].quantity",
+    );
+    let after = t.store.bill(sold.id).expect("sale");
+    assert_eq!(after.status, BillStatus::PartlyRefunded);
+    assert_eq!(
+        (after.refunded_total, after.lines[0].refunded_qty_milli),
+        (1_000, 1_000)
+    );
+    assert_eq!(t.last_number(), 2, "the refused refund took no number");
+    assert_eq!(t.change_count(), changes);
+}
+
 #[test]
 fn open_bills_cannot_be_refunded() {
     let t = till();
@@ -1474,6 +1501,43 @@ fn unit_refunds_take_the_cumulative_share_of_the_line() {
         got.push((r.total, r.tax_total));
     }
     assert_eq!(got, vec![(11, 1), (10, 0), (11, 1), (10, 0)]);
+}
+
+/// 0.500 kg at 1.01 is 0.51; refunding 0.250 kg gives back half of it
+/// rounded (0.26), a unit above 0.250 kg at list price (0.25). The refund
+/// shows no discount rather than a negative one, in both price modes.
+#[test]
+fn a_refund_rounded_above_list_price_shows_no_negative_discount() {
+    for mode in [PriceMode::Inclusive, PriceMode::Exclusive] {
+        let t = till();
+        let sold = t
+            .store
+            .sell(
+                NewBill {
+                    price_mode: Some(mode),
+                    lines: vec![NewLine {
+                        qty_milli: 500,
+                        ..item("RICE", 1, 101)
+                    }],
+                    ..NewBill::default()
+                },
+                &tenders_cash(51),
+            )
+            .expect("sell");
+        assert_eq!(
+            (sold.subtotal, sold.discount_total, sold.total),
+            (51, 0, 51)
+        );
+        let refund = t
+            .store
+            .refund(sold.id, &[refund_line(1, 250)], &tenders_cash(26))
+            .expect("refund half");
+        assert_eq!(
+            (refund.subtotal, refund.discount_total, refund.total),
+            (26, 0, 26),
+            "{mode:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- numbers

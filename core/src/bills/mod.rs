@@ -415,7 +415,9 @@ fn plan_refund(sale: &Bill, lines: &[RefundLine]) -> Result<(Bill, Vec<BillLine>
         if r.qty_milli <= 0 {
             return Err(Error::invalid(field("quantity"), "must be more than zero"));
         }
-        if sold.refunded_qty_milli + r.qty_milli > sold.qty_milli {
+        // Compared against what remains, not as a sum: a quantity near
+        // i64::MAX must be refused, not wrap past the check.
+        if r.qty_milli > sold.qty_milli - sold.refunded_qty_milli {
             return Err(Error::invalid(
                 field("quantity"),
                 "is more than remains to refund",
@@ -681,9 +683,19 @@ impl Store {
             }
 
             let identity = &w.settings.identity;
+            // A line's refunded share is rounded from the whole line, so it
+            // can come out a minor unit above the quantity at list price;
+            // the share is then that line's list price, and a refund never
+            // shows a negative discount (a surcharge).
             let subtotal = refund_lines
                 .iter()
-                .map(|l| totals::line_base(l.qty_milli, l.unit_price))
+                .map(|l| {
+                    let share = match before.price_mode {
+                        PriceMode::Inclusive => l.gross,
+                        PriceMode::Exclusive => l.net,
+                    };
+                    totals::line_base(l.qty_milli, l.unit_price).max(share)
+                })
                 .sum::<i64>();
             let tax_total: i64 = refund_lines.iter().map(|l| l.tax).sum();
             let mut refund = Bill {

@@ -174,7 +174,8 @@ pub fn compute(lines: &mut [BillLine], bill_discount: i64, mode: PriceMode) -> R
 
 /// The gross and tax to refund for `qty_milli` more of `sold`, given what
 /// was refunded of it already: the share of the line for everything
-/// refunded so far, less what earlier refunds gave back.
+/// refunded so far, less what earlier refunds gave back. `qty_milli` is at
+/// most what remains of the line (`plan_refund` checks it).
 pub fn refund_share(sold: &BillLine, qty_milli: i64) -> (i64, i64) {
     let refunded_qty = sold.refunded_qty_milli + qty_milli;
     if refunded_qty >= sold.qty_milli {
