@@ -9,6 +9,7 @@ use common::{snapshot, Server, StopOnce, Till};
 use rusqlite::Connection;
 use serde_json::Value;
 use till_core::{CustomerUpdate, NewBill, NewCustomer, NewLine, Store, SyncObserver, Tender};
+use till_sync_server::Limits;
 use uuid::Uuid;
 
 fn sell_to(till: &Store, customer: Option<Uuid>, item: &str, price: i64) -> till_core::Bill {
@@ -79,6 +80,48 @@ fn two_tills_selling_offline_see_each_others_bills_and_customers() {
     assert_eq!(ids.len(), 1);
     let status = a.store.sync_status().expect("status");
     assert!(status.last_sync_at_ms.is_some() && status.last_error.is_none());
+    server.stop();
+}
+
+/// Big bills sold offline fill a push batch past the server's body limit.
+/// The till sends fewer changes at a time instead of the same refused batch
+/// at every sync, and every bill reaches the other till.
+#[test]
+fn a_backlog_of_bills_larger_than_the_servers_body_limit_still_drains() {
+    let dir = tempfile::tempdir().expect("dir");
+    let limits = Limits {
+        max_body_bytes: 256 * 1024,
+        ..Limits::default()
+    };
+    let server = Server::start_with(&dir.path().join("server"), limits);
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    let lines: Vec<NewLine> = (0..40)
+        .map(|i| {
+            let name = format!("Stone ground whole wheat flour, 5 kg pack {i}");
+            NewLine::item(&format!("890123456{i:04}"), &name, 1, 1_000 + i)
+        })
+        .collect();
+    let total: i64 = lines.iter().map(|l| l.unit_price).sum();
+    let sold: Vec<Uuid> = (0..60)
+        .map(|_| {
+            let new = NewBill {
+                lines: lines.clone(),
+                ..NewBill::default()
+            };
+            a.store.sell(new, &[Tender::cash(total)]).expect("sell").id
+        })
+        .collect();
+
+    assert_eq!(a.sync().pushed, 60);
+    assert_eq!(a.store.sync_status().expect("status").pending_changes, 0);
+    b.sync();
+    for id in &sold {
+        assert_eq!(
+            b.store.bill(*id).expect("bill on the other till").total,
+            total
+        );
+    }
     server.stop();
 }
 

@@ -252,13 +252,25 @@ impl AsyncSyncClient {
         observer: &dyn SyncObserver,
         summary: &mut SyncSummary,
     ) -> Result<()> {
+        let mut limit = self.push_batch;
         loop {
-            let batch = store.read(|conn| outbox::pending(conn, self.push_batch))?;
+            let batch = store.read(|conn| outbox::pending(conn, limit))?;
             if batch.is_empty() {
                 return Ok(());
             }
             let changes: Vec<_> = batch.iter().map(|(_, c)| c.clone()).collect();
-            let response = self.transport.push(&changes, observer).await?;
+            let response = match self.transport.push(&changes, observer).await {
+                // Big bills fill a batch past the server's body limit: send
+                // fewer at a time for the rest of this sync, or the same
+                // batch would be refused at every sync and nothing behind
+                // it would ever reach head office.
+                Err(SyncError::Refused { status: 413, .. }) if changes.len() > 1 => {
+                    limit = changes.len() / 2;
+                    tracing::info!(limit, "push batch too large for the server; halving it");
+                    continue;
+                }
+                response => response?,
+            };
             let ids_match = response.results.len() == batch.len()
                 && response
                     .results
