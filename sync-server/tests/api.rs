@@ -266,6 +266,37 @@ async fn clocks_far_ahead_are_clamped_and_counted() {
     server.stop().await;
 }
 
+/// A till an hour ahead renames a customer twice offline and pushes both
+/// edits in one batch. Every stamp is clamped to the same server
+/// millisecond; the cashier's correction must still come last and win, not
+/// be taken for a replay of the typo.
+#[tokio::test]
+async fn a_batch_clamped_to_server_time_keeps_the_devices_order() {
+    let server = Server::start().await;
+    let t1 = server.enroll("t1", "S1", "T1").await;
+    let id = Uuid::now_v7().to_string();
+    let ahead = now_ms() + 3_600_000;
+    let edits = [("Asha", 0), ("Ahsa Rao", 10), ("Asha Rao", 20)]
+        .map(|(name, at)| change("S1/T1", "customer", &id, json!({"name": name}), ahead + at));
+    let results = server.push_ok(&t1, edits.to_vec()).await;
+    assert!(
+        results.iter().all(|r| outcome(r).0 == "accepted"),
+        "{results:?}"
+    );
+    let (pulled, _) = server.pull_all(&t1, 10).await;
+    let names: Vec<&Value> = pulled.iter().map(|c| &c["fields"]["name"]).collect();
+    assert_eq!(
+        names,
+        [&json!("Asha"), &json!("Ahsa Rao"), &json!("Asha Rao")]
+    );
+    let stamps: Vec<&str> = pulled
+        .iter()
+        .map(|c| c["hlc"].as_str().expect("hlc"))
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+    server.stop().await;
+}
+
 /// Sends `method path` with `authorization` (raw header value, if any).
 async fn send_auth(
     server: &Server,

@@ -29,7 +29,8 @@
 //!   arrives for one applies to its survivor (see `dedup::redirect`).
 //! - **Clocks far ahead are clamped**: a stamp more than
 //!   [`MAX_CLOCK_AHEAD_MS`] ahead of the server is pulled back to the
-//!   server's time, so one wrong device clock cannot win every future conflict.
+//!   server's time, in the order the device made them (see [`Clamp`]),
+//!   so one wrong device clock cannot win every future conflict.
 //! - **Unknown fields round-trip**: a field this build does not know (written
 //!   by a newer app) is kept and merged like any other, never dropped.
 //!
@@ -108,14 +109,45 @@ pub fn wins(incoming: &str, current: Option<&str>) -> bool {
     current.is_none_or(|current| incoming > current)
 }
 
-/// `stamp` pulled back to the server's time when it runs more than
-/// `max_ahead_ms` ahead of `now_ms`; `None` when it is fine as it is.
-/// The counter and node are kept, so the clamped stamp stays unique.
-pub fn clamp(stamp: &Hlc, now_ms: i64, max_ahead_ms: i64) -> Option<Hlc> {
-    (stamp.wall_ms > now_ms.saturating_add(max_ahead_ms)).then(|| Hlc {
-        wall_ms: now_ms,
-        ..stamp.clone()
-    })
+/// The server's clock over one device's batch of changes, at server time
+/// `now_ms`.
+#[derive(Debug, Clone)]
+pub struct Clamp {
+    now_ms: i64,
+    last: Option<Hlc>,
+}
+
+impl Clamp {
+    /// A clock for a batch received at `now_ms`.
+    pub fn new(now_ms: i64) -> Clamp {
+        Clamp { now_ms, last: None }
+    }
+
+    /// Whether `stamp` runs more than [`MAX_CLOCK_AHEAD_MS`] ahead.
+    pub fn ahead(&self, stamp: &Hlc) -> bool {
+        stamp.wall_ms > self.now_ms.saturating_add(MAX_CLOCK_AHEAD_MS)
+    }
+
+    /// `stamp` pulled back to the server's time when it runs ahead; `None`
+    /// when it is fine as it is. A device ahead of the server has every
+    /// stamp of its batch ahead, and all of them land on the same
+    /// millisecond: each one after the first takes a counter past the one
+    /// before, so the device's edits keep their order and none is taken
+    /// for a replay of another.
+    pub fn stamp(&mut self, stamp: &Hlc) -> Option<Hlc> {
+        if !self.ahead(stamp) {
+            return None;
+        }
+        let mut clamped = Hlc {
+            wall_ms: self.now_ms,
+            ..stamp.clone()
+        };
+        if let Some(last) = self.last.as_ref().filter(|last| clamped <= **last) {
+            clamped.counter = last.counter.saturating_add(1);
+        }
+        self.last = Some(clamped.clone());
+        Some(clamped)
+    }
 }
 
 /// The tags a change adds and removes: `fields.tags` minus `before.tags`,
@@ -691,12 +723,36 @@ mod tests {
                 counter: 3,
                 node: "S1/T1".into(),
             };
-            let clamped = clamp(&s, now, MAX_CLOCK_AHEAD_MS);
+            let clamped = Clamp::new(now).stamp(&s);
             assert_eq!(clamped.as_ref().map(|c| c.wall_ms), expected, "{wall}");
             if let Some(c) = clamped {
                 assert_eq!((c.counter, c.node.as_str()), (3, "S1/T1"));
             }
         }
+    }
+
+    #[test]
+    fn a_batch_clamped_to_one_millisecond_keeps_its_order() {
+        let now = 1_000_000;
+        let ahead = now + 86_400_000;
+        let stamp = |wall_ms: i64, counter: u32| Hlc {
+            wall_ms,
+            counter,
+            node: "S1/T1".into(),
+        };
+        let mut clock = Clamp::new(now);
+        let made = [stamp(ahead, 0), stamp(ahead + 5, 0), stamp(ahead + 5, 1)];
+        let clamped: Vec<Hlc> = made
+            .iter()
+            .map(|s| clock.stamp(s).expect("ahead"))
+            .collect();
+        assert!(clamped.iter().all(|c| c.wall_ms == now));
+        assert!(
+            clamped.windows(2).all(|w| w[0] < w[1]),
+            "strictly increasing: {clamped:?}"
+        );
+        // A stamp the server need not clamp is left alone.
+        assert_eq!(clock.stamp(&stamp(now, 7)), None);
     }
 
     fn bill(wall: i64, fields: Value, before: Value) -> Change {

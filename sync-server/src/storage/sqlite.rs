@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::value::RawValue;
 use till_core::checkpoint::Checkpointer;
-use till_core::sync::conflict::RecordState;
+use till_core::sync::conflict::{Clamp, RecordState};
 use till_core::sync::dedup::{self, Entry, IdentityKey, Ledger, MergeRecord, StoredBill};
 use till_core::sync::protocol::{
     HistoryPage, PullResponse, PushOutcome, RejectReason, SnapshotRecord,
@@ -294,6 +294,7 @@ fn push_one(
     tx: &rusqlite::Transaction<'_>,
     scope: &DeviceScope,
     change: &Change,
+    clock: &mut Clamp,
     now_ms: i64,
 ) -> StorageResult<PushOutcome> {
     let change_id = change.change_id.to_string();
@@ -342,7 +343,7 @@ fn push_one(
         Some(entity) => load(tx, &scope.tenant, entity, &change.entity_id)?,
         None => None,
     };
-    let resolution = match apply::resolve(scope, change, current, now_ms) {
+    let resolution = match apply::resolve(scope, change, current, clock) {
         Ok(resolution) => resolution,
         Err(rejection) => {
             tx.prepare_cached(
@@ -705,9 +706,10 @@ impl Storage for SqliteStorage {
     ) -> StorageResult<Vec<PushOutcome>> {
         let scope = scope.clone();
         self.write(move |tx| {
+            let mut clock = Clamp::new(now_ms);
             let outcomes = changes
                 .iter()
-                .map(|change| push_one(tx, &scope, change, now_ms))
+                .map(|change| push_one(tx, &scope, change, &mut clock, now_ms))
                 .collect::<StorageResult<Vec<_>>>()?;
             tx.prepare_cached(
                 "UPDATE devices SET last_seen_at = ?4 WHERE tenant = ?1 AND store = ?2 AND id = ?3",

@@ -15,7 +15,7 @@
 use serde_json::value::RawValue;
 use serde_json::Value;
 use till_core::clock::Hlc;
-use till_core::sync::conflict::{self, RecordState, Rejection, MAX_CLOCK_AHEAD_MS};
+use till_core::sync::conflict::{self, Clamp, RecordState, Rejection};
 use till_core::sync::protocol::RejectReason;
 use till_core::sync::validate;
 use till_core::Change;
@@ -145,12 +145,12 @@ fn carried_change_id(raw: &RawValue) -> String {
 }
 
 /// Phase 2: resolves a checked change against the stored record (`None`
-/// when the server has never seen it), at server time `now_ms`.
+/// when the server has never seen it), on the server's clock for the batch.
 pub fn resolve(
     scope: &DeviceScope,
     change: &Change,
     current: Option<Current>,
-    now_ms: i64,
+    clock: &mut Clamp,
 ) -> Result<Resolution, Rejection> {
     let entity =
         Entity::of(change).ok_or_else(|| reject(RejectReason::Malformed, "unknown entity"))?;
@@ -158,7 +158,7 @@ pub fn resolve(
         .hlc
         .parse()
         .map_err(|_| reject(RejectReason::Malformed, "hlc is not a clock stamp"))?;
-    let clamped = conflict::clamp(&stamp, now_ms, MAX_CLOCK_AHEAD_MS);
+    let clamped = clock.stamp(&stamp);
     let hlc = clamped.as_ref().unwrap_or(&stamp).to_string();
     let field_str = |key: &str| change.fields.get(key).and_then(Value::as_str);
 
@@ -314,7 +314,9 @@ mod tests {
             check(&me, v).expect("checks")
         };
         let reason = |c: &Change, current: Option<Current>| {
-            resolve(&me, c, current, 10).err().map(|r| r.reason)
+            resolve(&me, c, current, &mut Clamp::new(10))
+                .err()
+                .map(|r| r.reason)
         };
         assert_eq!(reason(&bill("S1", "T1"), None), None);
         assert_eq!(
@@ -347,7 +349,7 @@ mod tests {
             change_json("customer", json!({"name": "A"}), "S1/T1", now + 3_600_000),
         )
         .expect("checks");
-        let r = resolve(&me, &ahead, None, now).expect("accepted");
+        let r = resolve(&me, &ahead, None, &mut Clamp::new(now)).expect("accepted");
         assert!(r.clamped);
         assert!(r.effective.hlc.starts_with(&format!("{now:015}-")));
         let fine = check(
@@ -355,6 +357,10 @@ mod tests {
             change_json("customer", json!({"name": "A"}), "S1/T1", now),
         )
         .expect("checks");
-        assert!(!resolve(&me, &fine, None, now).expect("accepted").clamped);
+        assert!(
+            !resolve(&me, &fine, None, &mut Clamp::new(now))
+                .expect("accepted")
+                .clamped
+        );
     }
 }

@@ -19,7 +19,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use till_core::clock::Hlc;
-use till_core::sync::conflict::{self, MAX_CLOCK_AHEAD_MS};
+use till_core::sync::conflict::Clamp;
 use till_core::sync::protocol::{
     PullRequest, PullResponse, PushOutcome, PushRequest, PushResponse, PushResult,
     DEFAULT_PULL_PAGE, MAX_PULL_PAGE, MAX_PUSH_BATCH,
@@ -136,7 +136,7 @@ fn runs_ahead(change: &till_core::Change, now_ms: i64) -> bool {
     change
         .hlc
         .parse::<Hlc>()
-        .is_ok_and(|stamp| conflict::clamp(&stamp, now_ms, MAX_CLOCK_AHEAD_MS).is_some())
+        .is_ok_and(|stamp| Clamp::new(now_ms).ahead(&stamp))
 }
 
 /// `GET /v1/pull?cursor=N&limit=M`: the next page of the device's scope.
