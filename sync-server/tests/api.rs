@@ -12,6 +12,7 @@ use common::{change, customer_with_bill, outbox, scope, till, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use till_core::sync::protocol::{MAX_PUSH_BATCH, PROTOCOL_HEADER};
+use till_core::{NewBill, NewLine, Tender};
 use till_sync_server::auth;
 use till_sync_server::storage::{Horizon, Storage, StorageError};
 use till_sync_server::{now_ms, Limits};
@@ -263,6 +264,51 @@ async fn clocks_far_ahead_are_clamped_and_counted() {
     let devices = server.storage.list_devices("t1").await.expect("devices");
     assert_eq!(devices[0].clock_clamps, 1);
     assert!(devices[0].last_seen_ms.is_some());
+    server.stop().await;
+}
+
+/// An open bill is finished at the till that opened it: another till of
+/// the same store may not pay it (the bill would join that till's hash
+/// chain under the first till's number), but a final bill takes a status
+/// move from any till of the store.
+#[tokio::test]
+async fn only_the_till_that_opened_a_bill_changes_it_while_it_is_open() {
+    let server = Server::start().await;
+    let t1 = server.enroll("t1", "S1", "T1").await;
+    let t2 = server.enroll("t1", "S1", "T2").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let till1 = till(dir.path(), "t1", "S1", "T1");
+    let open = till1
+        .open_bill(NewBill {
+            lines: vec![NewLine::item("TEA", "Tea", 1, 150)],
+            ..NewBill::default()
+        })
+        .expect("open");
+    let id = open.id.to_string();
+    server.push_ok(&t1, outbox(&till1, &[id.clone()])).await;
+
+    let paid_elsewhere = change(
+        "S1/T2",
+        "bill",
+        &id,
+        json!({"status": "paid", "paid_total": 150, "closed_at_ms": now_ms()}),
+        now_ms(),
+    );
+    let result = &server.push_ok(&t2, vec![paid_elsewhere]).await[0];
+    assert_eq!(outcome(result), ("rejected", Some("forbidden")), "{result}");
+
+    // Paid at its own till, the bill is final: another till may void it.
+    till1.pay(open.id, &[Tender::cash(150)]).expect("pay");
+    server.push_ok(&t1, outbox(&till1, &[id.clone()])).await;
+    let voided = change(
+        "S1/T2",
+        "bill",
+        &id,
+        json!({"status": "voided", "voided_at_ms": now_ms()}),
+        now_ms() + 1,
+    );
+    let result = &server.push_ok(&t2, vec![voided]).await[0];
+    assert_eq!(outcome(result).0, "accepted", "{result}");
     server.stop().await;
 }
 

@@ -8,7 +8,9 @@ mod common;
 use common::{snapshot, Server, StopOnce, Till};
 use rusqlite::Connection;
 use serde_json::Value;
-use till_core::{CustomerUpdate, NewBill, NewCustomer, NewLine, Store, SyncObserver, Tender};
+use till_core::{
+    BillStatus, CustomerUpdate, Error, NewBill, NewCustomer, NewLine, Store, SyncObserver, Tender,
+};
 use till_sync_server::Limits;
 use uuid::Uuid;
 
@@ -121,6 +123,59 @@ fn a_backlog_of_bills_larger_than_the_servers_body_limit_still_drains() {
             b.store.bill(*id).expect("bill on the other till").total,
             total
         );
+    }
+    server.stop();
+}
+
+/// A parked bill belongs to the till that opened it: another till of the
+/// store sees it but cannot change, pay or void it, since the bill has the
+/// first till's number and joins that till's hash chain. Paid where it was
+/// opened, it reaches the other till, and both chains stay whole.
+#[test]
+fn another_tills_open_bill_is_that_tills_to_finish() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    let parked = a
+        .store
+        .open_bill(NewBill {
+            lines: vec![NewLine::item("TEA", "Tea", 1, 150)],
+            ..NewBill::default()
+        })
+        .expect("open");
+    a.sync();
+    b.sync();
+    assert_eq!(
+        b.store.bill(parked.id).expect("pulled").status,
+        BillStatus::Open
+    );
+
+    let tries = [
+        b.store.pay(parked.id, &[Tender::cash(150)]),
+        b.store.void_bill(parked.id),
+        b.store
+            .add_line(parked.id, NewLine::item("CAKE", "Cake", 1, 90)),
+        b.store.set_bill_customer(parked.id, None),
+    ];
+    for refused in tries {
+        match refused {
+            Err(Error::InvalidState { state, .. }) => assert_eq!(state, "open at till S1-T1"),
+            other => panic!("another till's open bill changed: {other:?}"),
+        }
+    }
+    assert_eq!(b.store.sync_status().expect("status").pending_changes, 0);
+
+    a.store.pay(parked.id, &[Tender::cash(150)]).expect("pay");
+    a.sync();
+    b.sync();
+    assert_eq!(
+        b.store.bill(parked.id).expect("paid").status,
+        BillStatus::Paid
+    );
+    for till in [&a, &b] {
+        let report = till.store.verify_chain().expect("chain");
+        assert!(report.is_intact(), "{:?}", report.problems);
     }
     server.stop();
 }

@@ -263,13 +263,29 @@ pub(crate) fn sequence_of(number: &str) -> i64 {
         .unwrap_or_default()
 }
 
-/// Loads a bill for writing and checks it is an open sale.
+/// Loads a bill for writing and checks it is an open sale of this till.
 fn load_open(w: &Writer<'_>, id: Uuid, action: &'static str) -> Result<(i64, Bill)> {
     let (rid, bill) = load(&w.tx, &id.to_string(), false)?;
     if bill.status != BillStatus::Open {
         return Err(invalid_state(&bill, action));
     }
+    own_open_bill(w, &bill, action)?;
     Ok((rid, bill))
+}
+
+/// Refuses another till's open bill (pulled from the server): that till
+/// finishes it, for the bill has its number and joins its hash chain.
+fn own_open_bill(w: &Writer<'_>, bill: &Bill, action: &'static str) -> Result<()> {
+    let identity = &w.settings.identity;
+    if bill.store_id == identity.store && bill.device_id == identity.device {
+        return Ok(());
+    }
+    Err(Error::InvalidState {
+        entity: Entity::Bill,
+        id: bill.id.to_string(),
+        state: format!("open at till {}-{}", bill.store_id, bill.device_id),
+        action,
+    })
 }
 
 fn invalid_state(bill: &Bill, action: &'static str) -> Error {
@@ -648,6 +664,7 @@ impl Store {
             after.version += 1;
             match (before.kind, before.status) {
                 (BillKind::Sale, BillStatus::Open) => {
+                    own_open_bill(w, &before, "be voided")?;
                     after.closed_at_ms = Some(w.now_ms);
                     chain::link(w, &mut after)?;
                     put(w, Some(rid), Some(&before), &after, "void")?;

@@ -180,6 +180,17 @@ pub fn resolve(
                     "bill belongs to another store",
                 ));
             }
+            // Only the till that opened a bill finishes it: the bill takes
+            // its number and joins that till's hash chain. Final bills take
+            // status moves (refunds, voids) from any till of the store.
+            let values = &current.state.values;
+            let open = values.get("status").and_then(Value::as_str) == Some("open");
+            if open && values.get("device_id").and_then(Value::as_str) != Some(&scope.device) {
+                return Err(reject(
+                    RejectReason::Forbidden,
+                    "an open bill changes only at the till that opened it",
+                ));
+            }
             (current.state, current.store)
         }
         (Entity::Bill, None) => match (field_str("store_id"), field_str("device_id")) {
