@@ -12,7 +12,7 @@ use common::{change, customer_with_bill, outbox, scope, till, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use till_core::sync::protocol::{MAX_PUSH_BATCH, PROTOCOL_HEADER};
-use till_core::{NewBill, NewLine, Tender};
+use till_core::{CustomerUpdate, NewBill, NewLine, Tender};
 use till_sync_server::auth;
 use till_sync_server::storage::{Horizon, Storage, StorageError};
 use till_sync_server::{now_ms, Limits};
@@ -309,6 +309,48 @@ async fn only_the_till_that_opened_a_bill_changes_it_while_it_is_open() {
     );
     let result = &server.push_ok(&t2, vec![voided]).await[0];
     assert_eq!(outcome(result).0, "accepted", "{result}");
+    server.stop().await;
+}
+
+/// Once a customer's erasure reaches the server, nothing it serves holds
+/// their data: not the entries logged before it (their creation, edits,
+/// their bills with the phone), not the erasure's own before-image, not a
+/// bootstrap, to a till of their store or of another.
+#[tokio::test]
+async fn an_erasure_clears_the_persons_data_from_the_log_and_the_bills() {
+    let server = Server::start().await;
+    let s1t1 = server.enroll("t1", "S1", "T1").await;
+    let s1t2 = server.enroll("t1", "S1", "T2").await;
+    let s2t1 = server.enroll("t1", "S2", "T1").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let till1 = till(dir.path(), "t1", "S1", "T1");
+    let (customer, bill) = customer_with_bill(&till1, "Asha Rao", "98765 43210");
+    let id: Uuid = customer.parse().expect("id");
+    let notes = CustomerUpdate {
+        notes: Some("lives at 12 MG Road".into()),
+        ..CustomerUpdate::default()
+    };
+    till1.update_customer(id, 1, notes).expect("edit");
+    let ids = [customer.clone(), bill.clone()];
+    server.push_ok(&s1t1, outbox(&till1, &ids)).await;
+    let (before, _) = server.pull_all(&s1t2, 100).await;
+    assert!(
+        json!(before).to_string().contains("9876543210"),
+        "the phone was there"
+    );
+
+    till1.erase_customer(id).expect("erase");
+    server.push_ok(&s1t1, outbox(&till1, &ids)).await;
+    for token in [&s1t1, &s1t2, &s2t1] {
+        let (pulled, _) = server.pull_all(token, 100).await;
+        let (records, _, _) = server.bootstrap_all(token, 100, async |_| {}).await;
+        for served in [json!(pulled).to_string(), json!(records).to_string()] {
+            for personal in ["Asha", "43210", "MG Road"] {
+                assert!(!served.contains(personal), "{personal} served: {served}");
+            }
+        }
+        assert!(pulled.iter().any(|c| c["op"] == "erase"));
+    }
     server.stop().await;
 }
 

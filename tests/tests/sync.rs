@@ -314,6 +314,84 @@ fn a_delete_and_a_concurrent_edit_both_apply() {
 /// Appends to `till`'s outbox an update of customer `id` setting `fields`,
 /// stamped like the till's own changes but a second later; returns its
 /// change id.
+/// Every piece of a change log's text that mentions `needle`, on `till`,
+/// for record `id`.
+fn log_mentions(till: &Till, id: &str, needle: &str) -> Vec<String> {
+    till.store
+        .history(id, None, 200)
+        .expect("history")
+        .items
+        .into_iter()
+        .map(|c| format!("{} {:?} {:?}", c.op, c.fields, c.before))
+        .filter(|text| text.contains(needle))
+        .collect()
+}
+
+/// A till erases a customer at their request while another till, offline
+/// and not yet told, edits them. Erasure is final whatever the clocks say:
+/// the offline edit writes no personal data back, on the server or on any
+/// till, and the till that made it keeps no trace of it in its change log.
+#[test]
+fn an_erasure_wins_over_an_offline_edit_made_after_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    let asha = a
+        .store
+        .create_customer(NewCustomer::named("Asha Rao").with_phone("98765 43210"))
+        .expect("create");
+    a.sync();
+    b.sync();
+
+    a.store.erase_customer(asha.id).expect("erase");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let on_b = b.store.customer(asha.id).expect("on b");
+    let edit = CustomerUpdate {
+        phone: Some(Some("98765 00000".into())),
+        notes: Some("lives at 12 MG Road".into()),
+        tags: Some(vec!["wholesale".into()]),
+        ..CustomerUpdate::default()
+    };
+    b.store
+        .update_customer(asha.id, on_b.version, edit)
+        .expect("offline edit");
+    a.sync();
+    b.sync();
+    a.sync();
+    let c = Till::new(&server, dir.path(), "S2", "T1");
+    c.sync();
+
+    for till in [&a, &b, &c] {
+        let got = till
+            .store
+            .customer_including_deleted(asha.id)
+            .expect("erased");
+        assert!(got.erased_at_ms.is_some());
+        assert_eq!(
+            (
+                got.name.as_str(),
+                got.phone,
+                got.notes.as_str(),
+                got.tags.len()
+            ),
+            (till_core::ERASED_NAME, None, "", 0),
+            "personal data back on {:?}",
+            till.store.identity()
+        );
+    }
+    let id = asha.id.to_string();
+    for needle in ["43210", "9876500000", "MG Road", "Asha", "wholesale"] {
+        assert_eq!(
+            log_mentions(&b, &id, needle),
+            Vec::<String>::new(),
+            "{needle}"
+        );
+    }
+    assert_eq!(snapshot(&a.store), snapshot(&b.store));
+    server.stop();
+}
+
 fn forge_update(till: &Till, id: &str, fields: Value) -> String {
     let conn = Connection::open(till.store.path()).expect("open");
     let change_id = Uuid::now_v7().to_string();

@@ -25,6 +25,14 @@
 //!   reader in a long transaction can keep the checkpoint from finishing;
 //!   the next one does.
 //!
+//! Erasure reaches every copy: a till that pulls the `erase` change does
+//! the same to its own (`scrub`, from `sync::incoming`), over its edits of
+//! the person still waiting to be pushed; the server clears its log and the
+//! bills it keeps alike (`sync::erasure`); and a change made where the
+//! erasure was not yet known (a till offline) writes no personal data back
+//! (`sync::conflict`). A pulled erasure leaves the WAL to the store's
+//! checkpointer rather than truncating it at once.
+//!
 //! Erasing an erased customer changes nothing and returns them as they are.
 
 use rusqlite::params;
@@ -40,12 +48,12 @@ use crate::store::{Store, Writer};
 pub const ERASED_NAME: &str = "Erased customer";
 
 /// The customer fields that hold personal data, as the change log names them.
-const PERSONAL_FIELDS: [&str; 7] = [
+pub const PERSONAL_FIELDS: [&str; 7] = [
     "name", "phone", "email", "address", "notes", "birthday", "tags",
 ];
 
 /// The bill fields that hold the customer's personal data.
-const BILL_PERSONAL_FIELDS: [&str; 1] = ["customer_phone"];
+pub const BILL_PERSONAL_FIELDS: [&str; 1] = ["customer_phone"];
 
 impl Store {
     /// Erases customer `id`'s personal data (see the module docs) and returns
@@ -61,6 +69,18 @@ impl Store {
         })?;
         self.checkpoint()?;
         Ok(erased)
+    }
+}
+
+/// The value personal field `key` holds once erased, as the change log
+/// writes it: what [`anonymised`] leaves (a test holds the two together).
+pub fn erased_value(key: &str) -> Value {
+    match key {
+        "name" => Value::from(ERASED_NAME),
+        "tags" => Value::Array(Vec::new()),
+        "notes" => Value::from(""),
+        "address" => serde_json::to_value(Address::default()).unwrap_or_default(),
+        _ => Value::Null,
     }
 }
 
@@ -85,9 +105,17 @@ fn anonymised(before: &Customer, now_ms: i64) -> Customer {
 
 fn erase(w: &mut Writer<'_>, rid: i64, before: &Customer) -> Result<Customer> {
     let after = anonymised(before, w.now_ms);
-    let id = after.id.to_string();
-
     customers::put(w, Some(rid), Some(before), &after, "erase")?;
+    scrub(w, &after)?;
+    Ok(after)
+}
+
+/// Removes what the store keeps of `erased`'s personal data beyond their
+/// record: the search index's old terms, the phone on their bills and the
+/// personal values in the change log. Runs where the erasure is made and
+/// where it is pulled, in the transaction that writes the erased record.
+pub(crate) fn scrub(w: &Writer<'_>, erased: &Customer) -> Result<()> {
+    let id = erased.id.to_string();
     // (`customers_digits` is a plain B-tree: `secure_delete` zeroes its
     // deleted keys.) FTS5 only marks a deleted row's terms as deleted and keeps them (and
     // the terms of every earlier version of the row) in its segments until
@@ -106,33 +134,15 @@ fn erase(w: &mut Writer<'_>, rid: i64, before: &Customer) -> Result<Customer> {
     )?
     .execute([&id])?;
 
-    let erased_values = match serde_json::to_value(&after)? {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    redact_changes(w, customers::ENTITY, &id, &PERSONAL_FIELDS, &erased_values)?;
+    redact_changes(w, customers::ENTITY, &id, &PERSONAL_FIELDS)?;
     for bill_id in &bill_ids {
-        redact_changes(
-            w,
-            bills::ENTITY,
-            bill_id,
-            &BILL_PERSONAL_FIELDS,
-            &Map::new(),
-        )?;
+        redact_changes(w, bills::ENTITY, bill_id, &BILL_PERSONAL_FIELDS)?;
     }
-    Ok(after)
+    Ok(())
 }
 
-/// Rewrites the change records of `entity` `entity_id`: each of `keys` present
-/// in `fields` takes its value in `erased` (`null` when absent there), and in
-/// `before` becomes `null`. Who, what and when are untouched.
-fn redact_changes(
-    w: &Writer<'_>,
-    entity: &str,
-    entity_id: &str,
-    keys: &[&str],
-    erased: &Map<String, Value>,
-) -> Result<()> {
+/// Redacts the change records of `entity` `entity_id` (see [`redact`]).
+fn redact_changes(w: &Writer<'_>, entity: &str, entity_id: &str, keys: &[&str]) -> Result<()> {
     let rows: Vec<(i64, String, Option<String>)> =
         w.tx.prepare_cached(
             "SELECT seq, fields, before FROM changes
@@ -146,25 +156,39 @@ fn redact_changes(
         w.tx.prepare_cached("UPDATE changes SET fields = ?2, before = ?3 WHERE seq = ?1")?;
     for (seq, fields, before) in rows {
         let mut fields: Map<String, Value> = serde_json::from_str(&fields)?;
-        let mut before: Option<Map<String, Value>> =
-            before.map(|b| serde_json::from_str(&b)).transpose()?;
-        let mut changed = false;
-        for key in keys {
-            let erased_value = erased.get(*key).cloned().unwrap_or(Value::Null);
-            changed |= replace(&mut fields, key, erased_value);
-            if let Some(before) = before.as_mut() {
-                changed |= replace(before, key, Value::Null);
-            }
-        }
-        if changed {
+        let mut before: Map<String, Value> = match before {
+            Some(text) => serde_json::from_str(&text)?,
+            None => Map::new(),
+        };
+        if redact(&mut fields, &mut before, keys) {
             update.execute(params![
                 seq,
                 serde_json::to_string(&fields)?,
-                before.map(|b| serde_json::to_string(&b)).transpose()?,
+                (!before.is_empty())
+                    .then(|| serde_json::to_string(&before))
+                    .transpose()?,
             ])?;
         }
     }
     Ok(())
+}
+
+/// Redacts one change of an erased customer's data: each of `keys` present
+/// in `fields`, the values sync replays, takes its erased value (so every
+/// change stays a valid change of the model and a replay ends in the
+/// erased record); in `before` it becomes `null`. True when anything
+/// changed. The one rule for a device's change log and the server's.
+pub fn redact(
+    fields: &mut Map<String, Value>,
+    before: &mut Map<String, Value>,
+    keys: &[&str],
+) -> bool {
+    let mut changed = false;
+    for key in keys {
+        changed |= replace(fields, key, erased_value(key));
+        changed |= replace(before, key, Value::Null);
+    }
+    changed
 }
 
 /// Sets `key` to `value` where `map` has it; true when that changed anything.
@@ -187,6 +211,29 @@ mod tests {
         match v {
             Value::Object(m) => m,
             _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn erased_values_are_what_erasure_leaves() {
+        let (_dir, store) = crate::store::scratch();
+        let new = crate::NewCustomer {
+            address: Address {
+                line1: "12 MG Road".into(),
+                city: "Pune".into(),
+                ..Address::default()
+            },
+            tags: vec!["vip".into()],
+            notes: "prefers mornings".into(),
+            birthday: chrono::NaiveDate::from_ymd_opt(1990, 5, 1),
+            ..crate::NewCustomer::named("Asha Rao")
+                .with_phone("98765 43210")
+                .with_email("asha@example.com")
+        };
+        let asha = store.create_customer(new).expect("customer");
+        let erased = serde_json::to_value(anonymised(&asha, 1)).expect("json");
+        for key in PERSONAL_FIELDS {
+            assert_eq!(erased[key], erased_value(key), "{key}");
         }
     }
 

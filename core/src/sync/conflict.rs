@@ -46,6 +46,7 @@ use super::protocol::{field, RejectReason};
 use crate::bills::BillStatus;
 use crate::changes::{Change, Fields};
 use crate::clock::Hlc;
+use crate::portability::erase::{erased_value, PERSONAL_FIELDS};
 
 /// How far ahead of the server a device's clock may run before its stamps
 /// are clamped: five minutes covers ordinary drift on tills that sync their
@@ -201,10 +202,32 @@ pub fn apply_customer(
             format!("{owned} is set by the server only"),
         ));
     }
+    // Erasure is final, whatever the stamps say. The erasing change clears
+    // every personal field, even one a later-stamped edit wrote first, and
+    // keeps no before-image of them; a change made where the erasure was
+    // not yet known (a till offline) writes no personal data back: its
+    // personal fields resolve to the erased values, which reach the till
+    // that made it with its own entry.
+    let erased = !field(&state.values, "erased_at_ms").is_null();
+    let erasing = !erased && !field(&change.fields, "erased_at_ms").is_null();
     let mut resolved = Resolved::default();
+    if erasing {
+        for key in PERSONAL_FIELDS {
+            erase_field(state, key, hlc);
+            resolved
+                .fields
+                .insert(key.to_owned(), field(&state.values, key).clone());
+            resolved.before.insert(key.to_owned(), Value::Null);
+        }
+    }
     for (key, value) in &change.fields {
         let old = field(&state.values, key).clone();
-        if key == "tags" {
+        let personal = PERSONAL_FIELDS.contains(&key.as_str());
+        if erasing && personal {
+            continue;
+        } else if erased && personal {
+            // Left as erased.
+        } else if key == "tags" {
             let delta = tag_delta(change);
             let writes = delta
                 .add
@@ -241,6 +264,21 @@ pub fn apply_customer(
         resolved.before.insert(key.clone(), old);
     }
     Ok(resolved)
+}
+
+/// Gives personal field `key` its erased value (every tag removed),
+/// stamped no earlier than the write it replaces.
+fn erase_field(state: &mut RecordState, key: &str, hlc: &str) {
+    let later = |current: &str| current.max(hlc).to_owned();
+    if key == "tags" {
+        for tag in state.tags.values_mut() {
+            tag.present = false;
+            tag.hlc = later(&tag.hlc);
+        }
+    }
+    let clock = later(state.clocks.get(key).map_or("", String::as_str));
+    state.values.insert(key.to_owned(), erased_value(key));
+    state.clocks.insert(key.to_owned(), clock);
 }
 
 /// Bill fields fixed at creation.
@@ -457,6 +495,8 @@ mod tests {
     use serde_json::json;
     use uuid::Uuid;
 
+    use crate::portability::ERASED_NAME;
+
     /// A change of `entity` stamped at (`wall`, `counter`) by `node`.
     fn change(wall: i64, counter: u32, node: &str, fields: Value, before: Value) -> Change {
         let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
@@ -510,6 +550,77 @@ mod tests {
                 expected,
                 "{incoming} vs {current:?}"
             );
+        }
+    }
+
+    /// Erasure wins whatever the stamps and the order of arrival: an edit
+    /// stamped after it (a till offline) and one stamped between it and the
+    /// erasing till's last sync both end erased, tags included.
+    #[test]
+    fn an_erased_customer_keeps_no_personal_data_in_any_arrival_order() {
+        let create = change(
+            10,
+            0,
+            "S1/T1",
+            json!({"name": "Asha", "phone": "+919876543210", "tags": ["vip"], "stage": "new"}),
+            json!({}),
+        );
+        let erase = change(
+            20,
+            0,
+            "S1/T1",
+            json!({"name": ERASED_NAME, "phone": null, "tags": [],
+                   "erased_at_ms": 20, "deleted_at_ms": 20}),
+            json!({"name": "Asha", "phone": "+919876543210", "tags": ["vip"]}),
+        );
+        let between = change(
+            15,
+            0,
+            "S1/T2",
+            json!({"notes": "12 MG Road", "tags": ["vip", "wholesale"], "stage": "loyal"}),
+            json!({"notes": "", "tags": ["vip"], "stage": "new"}),
+        );
+        let after = change(
+            30,
+            0,
+            "S1/T2",
+            json!({"phone": "+919876500000", "email": "asha@example.com", "stage": "vip"}),
+            json!({"phone": "+919876543210", "stage": "loyal"}),
+        );
+        let orders = [
+            vec![&create, &between, &after, &erase],
+            vec![&create, &erase, &between, &after],
+            vec![&create, &after, &erase, &between],
+        ];
+        for order in orders {
+            let mut state = RecordState::default();
+            let mut effective = Vec::new();
+            for c in &order {
+                effective.push(apply_customer(&mut state, c, &c.hlc).expect("applies"));
+            }
+            for key in PERSONAL_FIELDS {
+                assert_eq!(field(&state.values, key), &erased_value(key), "{key}");
+            }
+            assert!(state.tags.values().all(|t| !t.present));
+            // Fields that are not personal still merge by their stamps.
+            assert_eq!(state.values["stage"], json!("vip"));
+            let erasing = order
+                .iter()
+                .position(|c| c.hlc == erase.hlc)
+                .expect("erase");
+            assert!(
+                effective[erasing].before.values().all(Value::is_null),
+                "the erasure keeps no before-image of personal data"
+            );
+            for (change, resolved) in order.iter().zip(&effective).skip(erasing + 1) {
+                for key in change
+                    .fields
+                    .keys()
+                    .filter(|k| PERSONAL_FIELDS.contains(&k.as_str()))
+                {
+                    assert_eq!(resolved.fields[key], erased_value(key), "{key}");
+                }
+            }
         }
     }
 

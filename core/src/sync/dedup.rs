@@ -310,6 +310,14 @@ pub trait Ledger {
     fn append(&mut self, entry: &Entry) -> Result<i64, Self::Error>;
     /// Keeps the record of one merge.
     fn record_merge(&mut self, record: &MergeRecord) -> Result<(), Self::Error>;
+    /// The log entries of record `id`, with their sequences, oldest first.
+    fn entries_of(&mut self, id: &str) -> Result<Vec<(i64, Change)>, Self::Error>;
+    /// Replaces the entry at `seq`: the log's one rewrite, for erasure
+    /// (see `erasure`). Its sequence, record and who made it stay.
+    fn rewrite_entry(&mut self, seq: i64, change: &Change) -> Result<(), Self::Error>;
+    /// Stores `bill`'s state as it is, logging nothing: for erasure, whose
+    /// own change tells every till to clear the same values.
+    fn restate_bill(&mut self, bill: &StoredBill) -> Result<(), Self::Error>;
 }
 
 /// The end of customer `id`'s `merged_into` chain (`id` itself when it was

@@ -53,6 +53,7 @@ use crate::changes::{Change, Fields};
 use crate::clock::Hlc;
 use crate::customers::{self, Customer};
 use crate::error::{Error, Result};
+use crate::portability::erase;
 use crate::store::Writer;
 
 /// What applying one page did.
@@ -318,7 +319,7 @@ pub(super) fn apply_customer(w: &Writer<'_>, sc: &ServerChange) -> Result<Option
     let current = not_found_as_none(customers::load(w, id))?;
     // A merge entry carries the loser's whole record as the server froze it:
     // it is taken as it is, over any local copy and any pending local edit.
-    let (mut base, pending) = match (&current, survivor) {
+    let (mut base, mut pending) = match (&current, survivor) {
         (_, Some(_)) => (Map::new(), BTreeSet::new()),
         (Some((_, c)), None) => (
             as_object(customers::change_fields(c)?),
@@ -329,6 +330,19 @@ pub(super) fn apply_customer(w: &Writer<'_>, sc: &ServerChange) -> Result<Option
             pending_fields(w, &change.entity_id, sc.server_seq)?,
         ),
     };
+    // An erasure is final here as where it was made: it takes personal
+    // fields over pending local edits too, and the store's other traces of
+    // them go (`erase::scrub`). A customer first seen erased left none.
+    let erasing = current
+        .as_ref()
+        .is_some_and(|(_, c)| c.erased_at_ms.is_none())
+        && change
+            .fields
+            .get("erased_at_ms")
+            .is_some_and(|v| !v.is_null());
+    if erasing {
+        pending.retain(|f| !erase::PERSONAL_FIELDS.contains(&f.as_str()));
+    }
     let changed = overlay(&mut base, change, &pending);
     if !changed && current.is_some() {
         return Ok(Some(false));
@@ -375,6 +389,9 @@ pub(super) fn apply_customer(w: &Writer<'_>, sc: &ServerChange) -> Result<Option
     }
     if let Some(survivor) = survivor {
         take_over_bills(w, id, survivor)?;
+    }
+    if erasing {
+        erase::scrub(w, &after)?;
     }
     Ok(Some(true))
 }

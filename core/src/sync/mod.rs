@@ -18,6 +18,7 @@ pub mod client;
 pub mod conflict;
 pub mod dedup;
 pub(crate) mod deferred;
+pub mod erasure;
 mod error;
 mod held;
 mod history;

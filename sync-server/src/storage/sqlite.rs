@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 use till_core::checkpoint::Checkpointer;
 use till_core::sync::conflict::{Clamp, RecordState};
 use till_core::sync::dedup::{self, Entry, IdentityKey, Ledger, MergeRecord, StoredBill};
+use till_core::sync::erasure;
 use till_core::sync::protocol::{
     HistoryPage, PullResponse, PushOutcome, RejectReason, SnapshotRecord,
 };
@@ -343,6 +344,9 @@ fn push_one(
         Some(entity) => load(tx, &scope.tenant, entity, &change.entity_id)?,
         None => None,
     };
+    let was_erased = current
+        .as_ref()
+        .is_some_and(|c| erasure::is_erased(&c.state.values));
     let resolution = match apply::resolve(scope, change, current, clock) {
         Ok(resolution) => resolution,
         Err(rejection) => {
@@ -369,6 +373,9 @@ fn push_one(
         change: resolution.effective,
     };
     let seq = ledger.append(&entry)?;
+    if entity == Some(Entity::Customer) && !was_erased && erasure::is_erased(&entry.state.values) {
+        erasure::scrub(&mut ledger, &change.entity_id)?;
+    }
     tx.prepare_cached("UPDATE received SET server_seq = ?3 WHERE tenant = ?1 AND change_id = ?2")?
         .execute(rusqlite::params![scope.tenant, change_id, seq])?;
     if resolution.clamped {
@@ -650,6 +657,43 @@ impl Ledger for TenantLedger<'_, '_> {
                 serde_json::to_string(change)?
             ])?;
         Ok(seq)
+    }
+
+    fn entries_of(&mut self, id: &str) -> StorageResult<Vec<(i64, Change)>> {
+        let rows = self
+            .tx
+            .prepare_cached(
+                "SELECT seq, change FROM log WHERE tenant = ?1 AND entity_id = ?2 ORDER BY seq",
+            )?
+            .query_map([self.tenant, id], |r| {
+                Ok((r.get(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<(i64, String)>>>()?;
+        rows.into_iter()
+            .map(|(seq, text)| Ok((seq, serde_json::from_str(&text)?)))
+            .collect()
+    }
+
+    fn rewrite_entry(&mut self, seq: i64, change: &Change) -> StorageResult<()> {
+        self.tx
+            .prepare_cached("UPDATE log SET change = ?3 WHERE tenant = ?1 AND seq = ?2")?
+            .execute(rusqlite::params![
+                self.tenant,
+                seq,
+                serde_json::to_string(change)?
+            ])?;
+        Ok(())
+    }
+
+    fn restate_bill(&mut self, bill: &StoredBill) -> StorageResult<()> {
+        self.tx
+            .prepare_cached("UPDATE bills SET state = ?3 WHERE tenant = ?1 AND id = ?2")?
+            .execute(rusqlite::params![
+                self.tenant,
+                bill.id,
+                serde_json::to_string(&bill.state)?
+            ])?;
+        Ok(())
     }
 
     fn record_merge(&mut self, record: &MergeRecord) -> StorageResult<()> {

@@ -128,6 +128,25 @@ impl Ledger for Memory {
         self.merges.push(record.clone());
         Ok(())
     }
+
+    fn entries_of(&mut self, id: &str) -> Result<Vec<(i64, Change)>, Infallible> {
+        Ok((1..)
+            .zip(&self.log)
+            .filter(|(_, c)| c.entity_id == id)
+            .map(|(seq, c)| (seq, c.clone()))
+            .collect())
+    }
+
+    fn rewrite_entry(&mut self, seq: i64, change: &Change) -> Result<(), Infallible> {
+        self.log[seq as usize - 1] = change.clone();
+        Ok(())
+    }
+
+    fn restate_bill(&mut self, bill: &StoredBill) -> Result<(), Infallible> {
+        self.bills
+            .insert(bill.id.clone(), (bill.store.clone(), bill.state.clone()));
+        Ok(())
+    }
 }
 
 fn ok<T>(r: Result<T, Infallible>) -> T {
