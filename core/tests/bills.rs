@@ -1840,10 +1840,13 @@ fn a_deleted_last_bill_is_detected() {
              DELETE FROM bills WHERE rid = {rid};"
         ),
     );
+    // Bill 9 refunded bill 3, which now says more was refunded than the
+    // refund bills there are give back.
     assert_eq!(
         problems,
         vec![
             ChainProblem::MissingNumber { seq: 9 },
+            ChainProblem::StatusAltered { number: number(3) },
             ChainProblem::MissingLink { pos: 8 },
         ]
     );
@@ -1903,6 +1906,66 @@ fn a_final_bill_taken_off_the_chain_is_detected() {
             ChainProblem::Unchained { number: number(9) },
             ChainProblem::MissingLink { pos: 8 },
         ]
+    );
+}
+
+/// The classic edit that hides a sale: a paid sale turned voided in the
+/// file, its takings gone from the day. A real void seals the sale (bill 4
+/// was voided after payment and verifies); this one has no seal.
+#[test]
+fn a_paid_sale_turned_voided_in_the_file_is_detected() {
+    let t = day_of_trading();
+    let problems = tampered(
+        &t,
+        &format!(
+            "UPDATE bills SET status = 'voided', voided_at = closed_at WHERE number = '{}'",
+            number(1)
+        ),
+    );
+    assert_eq!(
+        problems,
+        vec![ChainProblem::UnsealedVoid { number: number(1) }]
+    );
+    // A real void's seal no longer matches once its time is moved.
+    let problems = tampered(
+        &t,
+        &format!(
+            "UPDATE bills SET voided_at = voided_at + 1 WHERE number = '{}'",
+            number(4)
+        ),
+    );
+    assert_eq!(
+        problems,
+        vec![
+            ChainProblem::UnsealedVoid { number: number(1) },
+            ChainProblem::UnsealedVoid { number: number(4) },
+        ]
+    );
+}
+
+/// Status edits the chain's content contradicts: a voided open bill turned
+/// paid (its hash holds no tenders), a refunded sale turned paid again (its
+/// refund bill is still chained), a paid sale turned refunded (no refund
+/// bill gave anything back).
+#[test]
+fn statuses_the_chain_contradicts_are_detected() {
+    let t = day_of_trading();
+    let problems = tampered(
+        &t,
+        &format!(
+            "UPDATE bills SET status = 'paid' WHERE number = '{}';
+             UPDATE bills SET status = 'paid', refunded_total = 0 WHERE number = '{}';
+             UPDATE bills SET status = 'refunded', refunded_total = 999 WHERE number = '{}';",
+            number(2),
+            number(3),
+            number(8)
+        ),
+    );
+    assert_eq!(
+        problems,
+        [2, 3, 8]
+            .map(|n| ChainProblem::StatusAltered { number: number(n) })
+            .to_vec()
     );
 }
 

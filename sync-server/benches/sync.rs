@@ -482,6 +482,7 @@ impl Generator {
             hash: Some(hash(2)),
             version: 1,
             last_line_no: lines.len() as u32,
+            void_seal: None,
             lines,
             payments: vec![Payment {
                 seq: 1,

@@ -285,7 +285,9 @@ async fn only_the_till_that_opened_a_bill_changes_it_while_it_is_open() {
         })
         .expect("open");
     let id = open.id.to_string();
-    server.push_ok(&t1, outbox(&till1, &[id.clone()])).await;
+    server
+        .push_ok(&t1, outbox(&till1, std::slice::from_ref(&id)))
+        .await;
 
     let paid_elsewhere = change(
         "S1/T2",
@@ -299,7 +301,9 @@ async fn only_the_till_that_opened_a_bill_changes_it_while_it_is_open() {
 
     // Paid at its own till, the bill is final: another till may void it.
     till1.pay(open.id, &[Tender::cash(150)]).expect("pay");
-    server.push_ok(&t1, outbox(&till1, &[id.clone()])).await;
+    server
+        .push_ok(&t1, outbox(&till1, std::slice::from_ref(&id)))
+        .await;
     let voided = change(
         "S1/T2",
         "bill",

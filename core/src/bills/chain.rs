@@ -4,15 +4,25 @@
 //! hash. Together with the gapless numbers this makes a missing, inserted or
 //! altered bill detectable on the device and, later, on the server.
 //!
+//! A final sale's status still moves on, and `verify` holds it to what the
+//! chain says: a refund is a bill of its own, chained, so a sale's refunded
+//! total must be what its refund bills add up to; a void of a paid sale
+//! seals it (`void_seal`: the hash of its hash and when it was voided, on
+//! the bill, so it travels with it), so a paid sale turned `voided` in the
+//! file, its takings gone from the day, is reported; and a voided open
+//! bill turned `paid` has no tenders in its hash.
+//!
 //! Not covered: the customer link and phone (a merge moves bills to the
 //! surviving customer and erasure removes the phone; neither touches money)
 //! and what later refunds record on the original's lines.
+
+use std::collections::HashMap;
 
 use rusqlite::{named_params, Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::model::{Bill, BillStatus, Payment, COLUMNS};
+use super::model::{Bill, BillKind, BillStatus, Payment, COLUMNS};
 use super::{load_children, SEQUENCE};
 use crate::error::Result;
 use crate::store::Writer;
@@ -111,6 +121,41 @@ pub(crate) fn hash_of(bill: &Bill, prev_hash: &str) -> Result<String> {
     Ok(hex::encode(Sha256::digest(serde_json::to_vec(&content)?)))
 }
 
+/// The seal of a paid sale's void: the hash of its own hash and the time
+/// it was voided.
+pub(crate) fn void_seal(bill: &Bill) -> Result<String> {
+    #[derive(Serialize)]
+    struct Void<'a> {
+        void_of: &'a str,
+        voided_at_ms: Option<i64>,
+    }
+    let content = Void {
+        void_of: bill.hash.as_deref().unwrap_or_default(),
+        voided_at_ms: bill.voided_at_ms,
+    };
+    Ok(hex::encode(Sha256::digest(serde_json::to_vec(&content)?)))
+}
+
+/// Whether `bill` reads as a sale voided after it was paid.
+fn voided_after_payment(bill: &Bill) -> bool {
+    bill.kind == BillKind::Sale && bill.status == BillStatus::Voided && bill.paid_total > 0
+}
+
+/// Seals the voids of paid sales made before voids were sealed (schema
+/// version 9), so a store upgraded with them verifies.
+pub(crate) fn seal_past_voids(conn: &Connection) -> Result<()> {
+    let mut voided = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM bills WHERE kind = 'sale' AND status = 'voided'
+         AND paid_total > 0 AND void_seal IS NULL"
+    ))?;
+    let mut seal = conn.prepare("UPDATE bills SET void_seal = ?2 WHERE rid = ?1")?;
+    for row in voided.query_map([], Bill::from_row)? {
+        let (rid, bill) = row?;
+        seal.execute(rusqlite::params![rid, void_seal(&bill)?])?;
+    }
+    Ok(())
+}
+
 /// Appends a final `bill` to the device's chain: sets its position and
 /// hashes, and makes it the chain's head. The head (position and hash) is
 /// kept in the chain's row of `sequences`, on the page the bill number's
@@ -172,6 +217,19 @@ pub enum ChainProblem {
         /// The bill's number.
         number: String,
     },
+    /// A paid sale reads voided, but no void sealed it: its status was
+    /// changed in the file.
+    UnsealedVoid {
+        /// The bill's number.
+        number: String,
+    },
+    /// A sale's status or refunded total disagrees with its chained
+    /// content: paid without tenders that cover it, or refunded other than
+    /// its refund bills say.
+    StatusAltered {
+        /// The bill's number.
+        number: String,
+    },
     /// The head the next bill will link to (kept beside the chain's
     /// position) is not the hash of the bill at that position.
     WrongHead {
@@ -194,6 +252,30 @@ impl ChainReport {
     pub fn is_intact(&self) -> bool {
         self.problems.is_empty()
     }
+}
+
+/// What is wrong with the status of chained `bill`, given what its refund
+/// bills give back (`None`: there are none).
+fn status_problem(bill: &Bill, refunds: Option<&i64>) -> Result<Option<ChainProblem>> {
+    if bill.kind != BillKind::Sale {
+        return Ok(None);
+    }
+    let number = bill.number.clone();
+    if voided_after_payment(bill) && bill.void_seal.as_deref() != Some(void_seal(bill)?.as_str()) {
+        return Ok(Some(ChainProblem::UnsealedVoid { number }));
+    }
+    let refunded = refunds.copied().unwrap_or(0);
+    let paid = !matches!(bill.status, BillStatus::Open | BillStatus::Voided);
+    let says_refunded = matches!(
+        bill.status,
+        BillStatus::PartlyRefunded | BillStatus::Refunded
+    );
+    // A voided sale keeps the refunds another till made before the void
+    // reached it (see `sync::conflict::status_may_move`).
+    let altered = (paid && bill.paid_total < bill.total)
+        || bill.refunded_total != refunded
+        || (bill.status != BillStatus::Voided && says_refunded != (refunded > 0));
+    Ok(altered.then_some(ChainProblem::StatusAltered { number }))
 }
 
 /// Walks this device's bills in number and chain order, recomputing every hash.
@@ -239,6 +321,14 @@ pub(crate) fn verify(conn: &Connection, store_id: &str, device_id: &str) -> Resu
          AND chain_pos IS NOT NULL ORDER BY chain_pos",
     )?;
     let mut by_rid = conn.prepare(&format!("SELECT {COLUMNS} FROM bills WHERE rid = ?1"))?;
+    // What the refund bills there are give back, by the sale they refund.
+    let refunds: HashMap<String, i64> = conn
+        .prepare(
+            "SELECT refund_of, sum(total) FROM bills WHERE kind = 'refund'
+             AND refund_of IS NOT NULL GROUP BY refund_of",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     let mut rids = chained.query(named_params! { ":store": store_id, ":device": device_id })?;
     let mut expected_pos = 1;
     let mut prev_hash = GENESIS.to_owned();
@@ -263,6 +353,9 @@ pub(crate) fn verify(conn: &Connection, store_id: &str, device_id: &str) -> Resu
                 number: bill.number.clone(),
             });
         }
+        if let Some(problem) = status_problem(&bill, refunds.get(&bill.id.to_string()))? {
+            report.problems.push(problem);
+        }
         prev_hash = bill.hash.clone().unwrap_or_default();
         report.bills_checked += 1;
     }
@@ -278,4 +371,40 @@ pub(crate) fn verify(conn: &Connection, store_id: &str, device_id: &str) -> Resu
             .push(ChainProblem::WrongHead { pos: last_pos });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewBill, NewLine, Tender};
+
+    /// A store upgraded to version 9 seals the voids of paid sales made
+    /// before: they verify, where an unsealed one is reported.
+    #[test]
+    fn voids_made_before_seals_existed_are_sealed_on_upgrade() {
+        let (_dir, store) = crate::store::scratch();
+        let new = NewBill {
+            lines: vec![NewLine::item("TEA", "Tea", 1, 150)],
+            ..NewBill::default()
+        };
+        let sold = store.sell(new, &[Tender::cash(150)]).expect("sell");
+        let voided = store.void_bill(sold.id).expect("void");
+        assert!(voided.void_seal.is_some());
+        let conn = Connection::open(store.path()).expect("raw");
+        conn.execute("UPDATE bills SET void_seal = NULL", [])
+            .expect("as before version 9");
+        let report = store.verify_chain().expect("verify");
+        assert_eq!(
+            report.problems,
+            vec![ChainProblem::UnsealedVoid {
+                number: voided.number.clone()
+            }]
+        );
+        seal_past_voids(&conn).expect("seal");
+        assert!(store.verify_chain().expect("verify").is_intact());
+        assert_eq!(
+            store.bill(sold.id).expect("bill").void_seal,
+            voided.void_seal
+        );
+    }
 }

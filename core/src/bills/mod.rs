@@ -125,9 +125,9 @@ pub(crate) fn write_row(
                      customer_phone, currency, price_mode, kind, refund_of, status, bill_discount,
                      subtotal, discount_total, tax_total, total, paid_total, change_due,
                      refunded_total, opened_at, closed_at, voided_at, chain_pos, prev_hash, hash,
-                     version, last_line_no)
+                     version, last_line_no, void_seal)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+                     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
             )?
             .execute(params![
                 after.id.to_string(),
@@ -159,6 +159,7 @@ pub(crate) fn write_row(
                 after.hash,
                 after.version,
                 after.last_line_no,
+                after.void_seal,
             ])?;
             w.tx.last_insert_rowid()
         }
@@ -171,7 +172,8 @@ pub(crate) fn write_row(
                      paid_total = :paid_total, change_due = :change_due,
                      refunded_total = :refunded_total, closed_at = :closed_at,
                      voided_at = :voided_at, chain_pos = :chain_pos, prev_hash = :prev_hash,
-                     hash = :hash, version = :version, last_line_no = :last_line_no
+                     hash = :hash, version = :version, last_line_no = :last_line_no,
+                     void_seal = :void_seal
                  WHERE rid = :rid",
             )?
             .execute(named_params! {
@@ -194,6 +196,7 @@ pub(crate) fn write_row(
                 ":hash": after.hash,
                 ":version": after.version,
                 ":last_line_no": after.last_line_no,
+                ":void_seal": after.void_seal,
             })?;
             rid
         }
@@ -513,6 +516,7 @@ fn new_sale(w: &Writer<'_>, new: &NewBill) -> Result<Bill> {
         hash: None,
         version: 1,
         last_line_no: lines.len() as u32,
+        void_seal: None,
         lines,
         payments: Vec::new(),
     };
@@ -670,6 +674,7 @@ impl Store {
                     put(w, Some(rid), Some(&before), &after, "void")?;
                 }
                 (BillKind::Sale, BillStatus::Paid) => {
+                    after.void_seal = Some(chain::void_seal(&after)?);
                     put(w, Some(rid), Some(&before), &after, "void")?;
                     if let Some(customer) = after.customer_id {
                         metrics::recompute(w, &customer.to_string())?;
@@ -743,6 +748,7 @@ impl Store {
                 hash: None,
                 version: 1,
                 last_line_no: refund_lines.len() as u32,
+                void_seal: None,
                 lines: refund_lines,
                 payments,
                 ..before.clone()

@@ -270,6 +270,11 @@ pub struct Bill {
     pub prev_hash: Option<String>,
     /// Hash of this bill's content and `prev_hash`.
     pub hash: Option<String>,
+    /// On a sale voided after it was paid: the hash of `hash` and
+    /// `voided_at_ms`, written by the void (see `chain`). Absent from
+    /// records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub void_seal: Option<String>,
     /// Incremented by every change.
     pub version: i64,
     /// The highest line number this bill ever had: a removed line's number
@@ -339,7 +344,7 @@ pub(crate) fn conversion(
 pub(crate) const COLUMNS: &str = "rid, id, number, store_id, device_id, staff_id, customer_id, \
      customer_phone, currency, price_mode, kind, refund_of, status, bill_discount, subtotal, \
      discount_total, tax_total, total, paid_total, change_due, refunded_total, opened_at, \
-     closed_at, voided_at, chain_pos, prev_hash, hash, version, last_line_no";
+     closed_at, voided_at, chain_pos, prev_hash, hash, version, last_line_no, void_seal";
 
 /// Columns read by [`BillSummary::from_row`], in order.
 pub(crate) const SUMMARY_COLUMNS: &str =
@@ -404,6 +409,7 @@ impl Bill {
                 hash: row.get(26)?,
                 version: row.get(27)?,
                 last_line_no: row.get(28)?,
+                void_seal: row.get(29)?,
                 lines: Vec::new(),
                 payments: Vec::new(),
             },

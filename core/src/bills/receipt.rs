@@ -516,6 +516,7 @@ mod tests {
             hash: None,
             version: 2,
             last_line_no: lines.len() as u32,
+            void_seal: None,
             lines,
             payments: Vec::new(),
         }

@@ -11,7 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 /// Brings the database at `conn` to [`VERSION`], creating it when empty.
 /// Foreign keys are off while it runs: an upgrade that rebuilds a table
@@ -65,6 +65,10 @@ fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
         7 => {
             conn.execute_batch(include_str!("v8.sql"))?;
             crate::search::fts::reindex_digits(conn)?;
+        }
+        8 => {
+            conn.execute_batch(include_str!("v9.sql"))?;
+            crate::bills::chain::seal_past_voids(conn)?;
         }
         _ => unreachable!("no upgrade step from version {version}"),
     }

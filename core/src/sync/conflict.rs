@@ -292,9 +292,10 @@ const BILL_IDENTITY: [&str; 7] = [
     "opened_at_ms",
 ];
 /// Bill fields a final bill may still change, each under its own rule.
-const BILL_FINAL_MUTABLE: [&str; 5] = [
+const BILL_FINAL_MUTABLE: [&str; 6] = [
     "status",
     "voided_at_ms",
+    "void_seal",
     "refunded_total",
     "lines",
     "payments",
