@@ -358,6 +358,50 @@ async fn an_erasure_clears_the_persons_data_from_the_log_and_the_bills() {
     server.stop().await;
 }
 
+/// A pushed paid sale must add up as till-core makes it: a total of 1.00
+/// for a line of 1,000.00, paid with nothing, is refused, not kept "as sent".
+#[tokio::test]
+async fn a_paid_sale_that_does_not_add_up_is_refused() {
+    let server = Server::start().await;
+    let t1 = server.enroll("t1", "S1", "T1").await;
+    let id = Uuid::now_v7().to_string();
+    let line = json!({"line_no": 1, "product_code": "GOLD", "name": "Gold", "qty_milli": 1000,
+                      "unit_price": 100_000, "discount": 0, "tax_category": "",
+                      "tax_rate_bp": 0, "bill_discount": 0, "net": 100_000, "tax": 0,
+                      "gross": 100_000, "refunded_qty_milli": 0, "refunded_gross": 0,
+                      "refunded_tax": 0});
+    let sale = |total: i64, payments: Value| {
+        let mut c = change(
+            "S1/T1",
+            "bill",
+            &id,
+            json!({"number": "S1-T1-000001", "store_id": "S1", "device_id": "T1",
+                   "staff_id": "s", "kind": "sale", "currency": "INR",
+                   "price_mode": "inclusive", "status": "paid", "bill_discount": 0,
+                   "subtotal": 100_000, "discount_total": 0, "tax_total": 0,
+                   "total": total, "paid_total": total, "change_due": 0, "refunded_total": 0,
+                   "opened_at_ms": 1, "closed_at_ms": 2, "lines": [line],
+                   "payments": payments}),
+            now_ms(),
+        );
+        c["op"] = json!("sell");
+        c
+    };
+    let result = &server.push_ok(&t1, vec![sale(1, json!([]))]).await[0];
+    assert_eq!(
+        outcome(result),
+        ("rejected", Some("validation")),
+        "{result}"
+    );
+    let message = result["message"].as_str().expect("message");
+    assert!(message.contains("do not add up"), "{message}");
+    let cash = json!([{"seq": 1, "method": "cash", "amount": 100_000, "tendered": 100_000,
+                       "reference": ""}]);
+    let result = &server.push_ok(&t1, vec![sale(100_000, cash)]).await[0];
+    assert_eq!(outcome(result).0, "accepted", "{result}");
+    server.stop().await;
+}
+
 /// A till an hour ahead renames a customer twice offline and pushes both
 /// edits in one batch. Every stamp is clamped to the same server
 /// millisecond; the cashier's correction must still come last and win, not

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::protocol::{field, RejectReason};
-use crate::bills::BillStatus;
+use crate::bills::{totals, BillLine, BillStatus, Payment, PriceMode};
 use crate::changes::{Change, Fields};
 use crate::clock::Hlc;
 use crate::portability::erase::{erased_value, PERSONAL_FIELDS};
@@ -364,6 +364,12 @@ pub fn apply_bill(
         }
     }
 
+    // A sale paid by this change must add up as till-core computes it; the
+    // state is kept as it was if it does not.
+    let paying = !is_final
+        && values.get("status").and_then(status_of) == Some(BillStatus::Paid)
+        && values.get("kind").unwrap_or(field(&state.values, "kind")) == "sale";
+    let unpaid = paying.then(|| state.clone());
     let mut resolved = Resolved::default();
     for (key, value) in values {
         let old = field(&state.values, &key).clone();
@@ -378,7 +384,56 @@ pub fn apply_bill(
             .insert(key.clone(), field(&state.values, &key).clone());
         resolved.before.insert(key, old);
     }
+    if let Some(unpaid) = unpaid {
+        if let Err(rejection) = paid_sale_adds_up(&state.values) {
+            *state = unpaid;
+            return Err(rejection);
+        }
+    }
     Ok(resolved)
+}
+
+/// Whether a paid sale's `values` add up: line amounts and totals as
+/// [`totals::compute`] makes them from its items, and tenders that cover
+/// the total. The server keeps no amount a till could not have written.
+fn paid_sale_adds_up(values: &Fields) -> Result<(), Rejection> {
+    let invalid = |what: &str| {
+        Rejection::new(
+            RejectReason::Validation,
+            format!("{what} of the paid sale do not add up"),
+        )
+    };
+    let int = |key: &str| field(values, key).as_i64().unwrap_or_default();
+    let lines =
+        Vec::<BillLine>::deserialize(field(values, "lines")).map_err(|_| invalid("lines"))?;
+    let payments =
+        Vec::<Payment>::deserialize(field(values, "payments")).map_err(|_| invalid("payments"))?;
+    let mode = field(values, "price_mode")
+        .as_str()
+        .and_then(|m| m.parse::<PriceMode>().ok())
+        .ok_or_else(|| invalid("prices"))?;
+    let mut computed = lines.clone();
+    let t = totals::compute(&mut computed, int("bill_discount"), mode)
+        .map_err(|_| invalid("amounts"))?;
+    let amounts = |l: &BillLine| (l.bill_discount, l.net, l.tax, l.gross);
+    let totals = (t.subtotal, t.discount, t.tax, t.total);
+    let sent = (
+        int("subtotal"),
+        int("discount_total"),
+        int("tax_total"),
+        int("total"),
+    );
+    if !computed.iter().map(amounts).eq(lines.iter().map(amounts)) || totals != sent {
+        return Err(invalid("line amounts and totals"));
+    }
+    let paid = payments
+        .iter()
+        .try_fold(0i64, |sum, p| sum.checked_add(p.amount))
+        .ok_or_else(|| invalid("payments"))?;
+    if paid != int("paid_total") || paid < t.total {
+        return Err(invalid("payments"));
+    }
+    Ok(())
 }
 
 /// What a change of a final bill writes, once checked: only
@@ -874,10 +929,60 @@ mod tests {
         }
     }
 
+    /// Two teas at 1.00, untaxed, with `refunded` milli-units refunded.
     fn line(refunded: i64) -> Value {
-        json!({"line_no": 1, "product_code": "TEA", "qty_milli": 2000, "gross": 200,
+        json!({"line_no": 1, "product_code": "TEA", "name": "Tea", "qty_milli": 2000,
+               "unit_price": 100, "discount": 0, "tax_category": "", "tax_rate_bp": 0,
+               "bill_discount": 0, "net": 200, "tax": 0, "gross": 200,
                "refunded_qty_milli": refunded, "refunded_gross": refunded / 10,
                "refunded_tax": 0})
+    }
+
+    /// The cash that pays the sale of [`line`].
+    fn cash(seq: u32, amount: i64) -> Value {
+        json!({"seq": seq, "method": "cash", "amount": amount, "tendered": amount,
+               "reference": ""})
+    }
+
+    /// A sale paid by a change must add up as till-core makes it: line
+    /// amounts and totals from its items, tenders covering the total.
+    #[test]
+    fn a_paid_sale_that_does_not_add_up_is_refused_and_changes_nothing() {
+        let item = crate::NewLine::item("TEA", "Tea", 2, 150).taxed("GST5", 500);
+        let mut lines = vec![BillLine::unpriced(1, &item)];
+        let t = totals::compute(&mut lines, 0, PriceMode::Exclusive).expect("totals");
+        let sale = |lines: &[BillLine], total: i64, paid: i64| {
+            let payment = Payment {
+                seq: 1,
+                method: crate::TenderMethod::Cash,
+                amount: paid,
+                tendered: paid,
+                reference: String::new(),
+            };
+            bill(
+                10,
+                json!({"kind": "sale", "status": "paid", "price_mode": "exclusive",
+                       "bill_discount": 0, "subtotal": t.subtotal, "discount_total": t.discount,
+                       "tax_total": t.tax, "total": total, "paid_total": paid,
+                       "lines": lines, "payments": [payment]}),
+                json!({}),
+            )
+        };
+        let fine = sale(&lines, t.total, t.total);
+        assert!(apply_bill(&mut RecordState::default(), &fine, &fine.hlc).is_ok());
+        let mut cheap = lines.clone();
+        cheap[0].gross -= 1;
+        for bad in [
+            sale(&lines, 1, 1),
+            sale(&lines, t.total, t.total - 1),
+            sale(&lines, t.total, 0),
+            sale(&cheap, t.total, t.total),
+        ] {
+            let mut state = RecordState::default();
+            let err = apply_bill(&mut state, &bad, &bad.hlc).expect_err("refused");
+            assert_eq!(err.reason, RejectReason::Validation, "{}", err.message);
+            assert_eq!(state, RecordState::default(), "state untouched");
+        }
     }
 
     #[test]
@@ -907,15 +1012,15 @@ mod tests {
         let open = bill(
             10,
             json!({"number": "S1-T1-000001", "store_id": "S1", "device_id": "T1",
-                   "kind": "sale", "status": "open", "total": 200, "lines": [line(0)],
-                   "payments": []}),
+                   "kind": "sale", "status": "open", "price_mode": "inclusive",
+                   "bill_discount": 0, "subtotal": 200, "discount_total": 0, "tax_total": 0,
+                   "total": 200, "lines": [line(0)], "payments": []}),
             json!({}),
         );
         let add_line = bill(11, json!({"total": 300}), json!({"total": 200}));
         let pay = bill(
             12,
-            json!({"status": "paid", "payments": [{"seq": 1, "amount": 200}],
-                   "paid_total": 200}),
+            json!({"status": "paid", "payments": [cash(1, 200)], "paid_total": 200}),
             json!({"status": "open"}),
         );
         let refund_part = bill(
@@ -949,7 +1054,7 @@ mod tests {
         let drop_payment = bill(16, json!({"payments": []}), json!({}));
         let append_payment = bill(
             16,
-            json!({"payments": [{"seq": 1, "amount": 200}, {"seq": 2, "amount": 0}]}),
+            json!({"payments": [cash(1, 200), cash(2, 0)]}),
             json!({}),
         );
 
