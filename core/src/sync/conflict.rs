@@ -364,12 +364,16 @@ pub fn apply_bill(
         }
     }
 
-    // A sale paid by this change must add up as till-core computes it; the
-    // state is kept as it was if it does not.
-    let paying = !is_final
+    // A sale paid by this change must add up as till-core computes it. Only
+    // the till that opened a bill changes it while open, so the change's
+    // fields are its newest: the bill as paid is they over the state.
+    let paid = |key: &str| values.get(key).unwrap_or(field(&state.values, key));
+    if !is_final
         && values.get("status").and_then(status_of) == Some(BillStatus::Paid)
-        && values.get("kind").unwrap_or(field(&state.values, "kind")) == "sale";
-    let unpaid = paying.then(|| state.clone());
+        && paid("kind") == "sale"
+    {
+        paid_sale_adds_up(paid)?;
+    }
     let mut resolved = Resolved::default();
     for (key, value) in values {
         let old = field(&state.values, &key).clone();
@@ -384,31 +388,23 @@ pub fn apply_bill(
             .insert(key.clone(), field(&state.values, &key).clone());
         resolved.before.insert(key, old);
     }
-    if let Some(unpaid) = unpaid {
-        if let Err(rejection) = paid_sale_adds_up(&state.values) {
-            *state = unpaid;
-            return Err(rejection);
-        }
-    }
     Ok(resolved)
 }
 
-/// Whether a paid sale's `values` add up: line amounts and totals as
-/// [`totals::compute`] makes them from its items, and tenders that cover
-/// the total. The server keeps no amount a till could not have written.
-fn paid_sale_adds_up(values: &Fields) -> Result<(), Rejection> {
+/// Whether a paid sale (`get` reads its fields) adds up: line amounts and
+/// totals as [`totals::compute`] makes them from its items, and tenders that
+/// cover the total. The server keeps no amount a till could not have written.
+fn paid_sale_adds_up<'a>(get: impl Fn(&str) -> &'a Value) -> Result<(), Rejection> {
     let invalid = |what: &str| {
         Rejection::new(
             RejectReason::Validation,
             format!("{what} of the paid sale do not add up"),
         )
     };
-    let int = |key: &str| field(values, key).as_i64().unwrap_or_default();
-    let lines =
-        Vec::<BillLine>::deserialize(field(values, "lines")).map_err(|_| invalid("lines"))?;
-    let payments =
-        Vec::<Payment>::deserialize(field(values, "payments")).map_err(|_| invalid("payments"))?;
-    let mode = field(values, "price_mode")
+    let int = |key: &str| get(key).as_i64().unwrap_or_default();
+    let lines = Vec::<BillLine>::deserialize(get("lines")).map_err(|_| invalid("lines"))?;
+    let payments = Vec::<Payment>::deserialize(get("payments")).map_err(|_| invalid("payments"))?;
+    let mode = get("price_mode")
         .as_str()
         .and_then(|m| m.parse::<PriceMode>().ok())
         .ok_or_else(|| invalid("prices"))?;
