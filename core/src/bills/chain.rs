@@ -118,7 +118,12 @@ pub(crate) fn hash_of(bill: &Bill, prev_hash: &str) -> Result<String> {
             .collect(),
         payments: &bill.payments,
     };
-    Ok(hex::encode(Sha256::digest(serde_json::to_vec(&content)?)))
+    digest(&content)
+}
+
+/// SHA-256 of `content`'s JSON, in hex: what the chain's hashes are.
+fn digest(content: &impl Serialize) -> Result<String> {
+    Ok(hex::encode(Sha256::digest(serde_json::to_vec(content)?)))
 }
 
 /// The seal of a paid sale's void: the hash of its own hash and the time
@@ -133,7 +138,7 @@ pub(crate) fn void_seal(bill: &Bill) -> Result<String> {
         void_of: bill.hash.as_deref().unwrap_or_default(),
         voided_at_ms: bill.voided_at_ms,
     };
-    Ok(hex::encode(Sha256::digest(serde_json::to_vec(&content)?)))
+    digest(&content)
 }
 
 /// Whether `bill` reads as a sale voided after it was paid.
@@ -145,13 +150,14 @@ fn voided_after_payment(bill: &Bill) -> bool {
 /// version 9), so a store upgraded with them verifies.
 pub(crate) fn seal_past_voids(conn: &Connection) -> Result<()> {
     let mut voided = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM bills WHERE kind = 'sale' AND status = 'voided'
-         AND paid_total > 0 AND void_seal IS NULL"
+        "SELECT {COLUMNS} FROM bills WHERE status = 'voided' AND void_seal IS NULL"
     ))?;
     let mut seal = conn.prepare("UPDATE bills SET void_seal = ?2 WHERE rid = ?1")?;
     for row in voided.query_map([], Bill::from_row)? {
         let (rid, bill) = row?;
-        seal.execute(rusqlite::params![rid, void_seal(&bill)?])?;
+        if voided_after_payment(&bill) {
+            seal.execute(rusqlite::params![rid, void_seal(&bill)?])?;
+        }
     }
     Ok(())
 }

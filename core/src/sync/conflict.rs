@@ -42,6 +42,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::erasure::is_erased;
 use super::protocol::{field, RejectReason};
 use crate::bills::{totals, BillLine, BillStatus, Payment, PriceMode};
 use crate::changes::{Change, Fields};
@@ -208,8 +209,8 @@ pub fn apply_customer(
     // not yet known (a till offline) writes no personal data back: its
     // personal fields resolve to the erased values, which reach the till
     // that made it with its own entry.
-    let erased = !field(&state.values, "erased_at_ms").is_null();
-    let erasing = !erased && !field(&change.fields, "erased_at_ms").is_null();
+    let erased = is_erased(&state.values);
+    let erasing = !erased && is_erased(&change.fields);
     let mut resolved = Resolved::default();
     if erasing {
         for key in PERSONAL_FIELDS {

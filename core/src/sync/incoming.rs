@@ -47,7 +47,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::protocol::{RawServerChange, ServerChange};
-use super::{bootstrap, held, SyncError};
+use super::{bootstrap, erasure, held, SyncError};
 use crate::bills::{self, Bill};
 use crate::changes::{Change, Fields};
 use crate::clock::Hlc;
@@ -336,10 +336,7 @@ pub(super) fn apply_customer(w: &Writer<'_>, sc: &ServerChange) -> Result<Option
     let erasing = current
         .as_ref()
         .is_some_and(|(_, c)| c.erased_at_ms.is_none())
-        && change
-            .fields
-            .get("erased_at_ms")
-            .is_some_and(|v| !v.is_null());
+        && erasure::is_erased(&change.fields);
     if erasing {
         pending.retain(|f| !erase::PERSONAL_FIELDS.contains(&f.as_str()));
     }
