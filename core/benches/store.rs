@@ -3,9 +3,16 @@
 //!
 //! Run: `cargo bench -p till-core --bench store` (full scale: 1,000,000
 //! customers, 5,000,000 bills) or `... --bench store -- --quick` (a scale that
-//! finishes in about two minutes on a 2-core machine). The store lives in a
-//! temporary folder (`TMPDIR` moves it); figures are printed as a table and
-//! written to `target/bench/store.json`.
+//! finishes in about two minutes on a 2-core machine). Figures are printed as
+//! a table and written to `target/bench/store.json`.
+//!
+//! The populated store is kept under `target/bench/store-data-...` (see
+//! `till_bench::cached_data`): a full population takes about two hours here,
+//! the measurements minutes. A later run measures on that folder and reports
+//! the population figures of the run that built it, with
+//! `scale.population_reused` = 1. The measurements write into it (about
+//! 60,000 bills a full run, 1.2% of the population, in both files alike);
+//! delete the folder for a fresh population.
 //!
 //! Population, single-threaded like a till:
 //! - customers: Indian mobile numbers (`+91 9xxxxxxxxx`) typed in mixed
@@ -76,6 +83,11 @@ const WALK_IN: f64 = 0.15;
 const REFUND: f64 = 0.02;
 /// Bills written per kind to count the pages a bill write touches.
 const FOOTPRINT_BILLS: usize = 50;
+/// Version of the population recipe, in the cached data set's name: bump it
+/// when `populate_*` or the catalog change what they write.
+const DATA_VERSION: u32 = 1;
+/// The bench's state in the data set folder: what it populated, for later runs.
+const POPULATION: &str = "population.txt";
 
 /// How big a run is.
 #[derive(Debug)]
@@ -122,11 +134,29 @@ fn main() -> Res<()> {
     let plan = Plan::new(scale);
     eprintln!("store benchmark, {} scale: {plan:?}", scale.name());
 
-    let dir = tempfile::Builder::new()
-        .prefix("till-bench-store-")
-        .tempdir()?;
-    let mut bench = Bench::new(plan, dir.path(), Report::new("store", scale))?;
-    bench.run()?;
+    let mut report = Report::new("store", scale);
+    report.machine("start");
+    let started = Instant::now();
+    let name = format!(
+        "store-data-v{DATA_VERSION}-{}-{}",
+        plan.customers, plan.bills
+    );
+    let mut built = false;
+    let data = till_bench::cached_data(&name, |dir| {
+        let mut bench = Bench::new(&plan, dir, Report::new("store", scale)).expect("open");
+        bench.populate().expect("populate");
+        bench.save(dir).expect("save the population");
+        built = true;
+    });
+    report.scale_param("population_reused", if built { 0.0 } else { 1.0 });
+    let mut bench = Bench::new(&plan, &data, report)?;
+    bench.load(&data)?;
+    bench.measure()?;
+    bench.save(&data)?;
+    bench
+        .report
+        .figure("store.run_s", started.elapsed().as_secs_f64(), "s", None);
+    bench.report.machine("end");
     let report = bench.report;
 
     println!();
@@ -140,8 +170,8 @@ fn main() -> Res<()> {
 }
 
 /// Everything one run holds.
-struct Bench {
-    plan: Plan,
+struct Bench<'p> {
+    plan: &'p Plan,
     store: Store,
     store_path: PathBuf,
     raw: RawStore,
@@ -156,10 +186,13 @@ struct Bench {
     bills_of: Vec<u32>,
     /// Bills written, all phases.
     bills_written: usize,
+    /// Index of the next mobile number no run has used ([`mobile`]), for
+    /// the new numbers of find-or-create.
+    next_new_number: usize,
 }
 
-impl Bench {
-    fn new(plan: Plan, dir: &Path, mut report: Report) -> Res<Bench> {
+impl<'p> Bench<'p> {
+    fn new(plan: &'p Plan, dir: &Path, mut report: Report) -> Res<Bench<'p>> {
         report.scale_param("customers", plan.customers as f64);
         report.scale_param("bills", plan.bills as f64);
         report.scale_param("heavy_customers", plan.heavy_customers as f64);
@@ -180,18 +213,22 @@ impl Bench {
             ids: Vec::with_capacity(plan.customers),
             bills_of: Vec::with_capacity(plan.customers),
             bills_written: 0,
+            next_new_number: 500_000_000,
             plan,
         })
     }
 
-    fn run(&mut self) -> Res<()> {
-        self.report.machine("start");
+    /// Fills the store (and the raw file in lockstep), recording the population figures.
+    fn populate(&mut self) -> Res<()> {
         let started = Instant::now();
         self.populate_customers()?;
         self.populate_bills()?;
         let populated = started.elapsed().as_secs_f64();
         self.report.figure("store.populate_s", populated, "s", None);
+        Ok(())
+    }
 
+    fn measure(&mut self) -> Res<()> {
         self.measure_writes()?;
         self.measure_summaries()?;
         self.measure_history()?;
@@ -205,8 +242,55 @@ impl Bench {
         r.figure("store.db_size_mb", store_bytes / 1e6, "MB", None);
         r.figure("store.db_bytes_per_bill", per_bill, "B", None);
         r.figure("store.raw_db_size_mb", raw_bytes / 1e6, "MB", None);
-        r.figure("store.run_s", started.elapsed().as_secs_f64(), "s", None);
-        self.report.machine("end");
+        Ok(())
+    }
+
+    /// Writes what later runs on this data set need: the bills written, the
+    /// population figures, and each customer's id and bill count in creation
+    /// order.
+    fn save(&self, dir: &Path) -> Res<()> {
+        let mut text = format!(
+            "bills_written {}\nnext_new_number {}\n",
+            self.bills_written, self.next_new_number
+        );
+        for f in self.report.figures() {
+            if f.name.starts_with("store.populate")
+                || f.name.starts_with("store.customers_per_s")
+                || f.name.contains("bills_per_s")
+            {
+                text += &format!("figure {} {} {}\n", f.name, f.value, f.unit);
+            }
+        }
+        for (id, bills) in self.ids.iter().zip(&self.bills_of) {
+            text += &format!("customer {id} {bills}\n");
+        }
+        let partial = dir.join(format!(".{POPULATION}.partial"));
+        std::fs::write(&partial, text)?;
+        std::fs::rename(partial, dir.join(POPULATION))?;
+        Ok(())
+    }
+
+    /// Reads back what [`Bench::save`] wrote.
+    fn load(&mut self, dir: &Path) -> Res<()> {
+        let text = std::fs::read_to_string(dir.join(POPULATION))?;
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            match fields[..] {
+                ["bills_written", n] => self.bills_written = n.parse()?,
+                ["next_new_number", n] => self.next_new_number = n.parse()?,
+                ["figure", name, value, unit] => {
+                    self.report.figure(name, value.parse()?, unit, None);
+                }
+                ["customer", id, bills] => {
+                    self.ids.push(id.parse()?);
+                    self.bills_of.push(bills.parse()?);
+                }
+                _ => return Err(format!("{POPULATION}: unreadable line {line:?}").into()),
+            }
+        }
+        if self.ids.len() != self.plan.customers {
+            return Err(format!("{POPULATION}: {} customers", self.ids.len()).into());
+        }
         Ok(())
     }
 
@@ -599,7 +683,8 @@ impl Bench {
         let n = self.plan.find_or_create_samples;
         eprintln!("  find_or_create: {n}");
         // (number index, known): known numbers are typed afresh, in any
-        // format; new ones come from a range no population reaches.
+        // format; new ones come from a range no population and no earlier
+        // run on this data set reached.
         let mut calls: Vec<(usize, bool)> = (0..n)
             .map(|k| {
                 if k % 2 == 0 {
@@ -610,10 +695,11 @@ impl Bench {
                         }
                     }
                 } else {
-                    (500_000_000 + k, false)
+                    (self.next_new_number + k, false)
                 }
             })
             .collect();
+        self.next_new_number += n;
         calls.shuffle(&mut self.rng);
         let mut all = Samples::with_capacity(n);
         let mut found = Samples::with_capacity(n / 2);

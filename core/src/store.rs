@@ -149,6 +149,9 @@ pub(crate) struct Writer<'a> {
     /// Customer writes leave phone-search digit keys to the end of a first
     /// bootstrap (see `sync::deferred`).
     pub defer_digits: bool,
+    /// Personal data was erased (`portability::erase::scrub`): the commit
+    /// truncates the WAL, which still holds the pages as they were.
+    pub scrubbed: bool,
 }
 
 impl Writer<'_> {
@@ -312,7 +315,7 @@ impl Store {
         if stored > *last_stamp {
             *last_stamp = stored;
         }
-        let (outcome, bulk) = {
+        let (outcome, bulk, scrubbed) = {
             let mut writer = Writer {
                 tx,
                 settings: &self.settings,
@@ -321,12 +324,14 @@ impl Store {
                 last_stamp,
                 bulk: false,
                 defer_digits: false,
+                scrubbed: false,
             };
             let outcome = f(&mut writer);
-            let bulk = writer.bulk;
+            let (bulk, scrubbed) = (writer.bulk, writer.scrubbed);
             (
                 outcome.and_then(|value| Ok(writer.tx.commit().map(|()| value)?)),
                 bulk,
+                scrubbed,
             )
         };
         // Back to the threshold of single writes, committed or not.
@@ -334,23 +339,19 @@ impl Store {
             conn.pragma_update(None, "wal_autocheckpoint", *wal_frames)?;
         }
         let value = outcome?;
+        if scrubbed {
+            // Copies the WAL into the file and truncates it, so the page
+            // images the erasure replaced leave the disk. A reader in a long
+            // transaction can keep it from finishing; the next one does.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "checkpoint after an erasure failed; the WAL keeps the old pages until it is rewound");
+            }
+        }
         self.search.notify();
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.committed();
         }
         Ok(value)
-    }
-
-    /// Copies the WAL into the database file and truncates it, so the page
-    /// images a write replaced leave the disk. Waits for readers up to the
-    /// busy timeout; returns false when one kept it from finishing (the next
-    /// checkpoint completes it).
-    pub(crate) fn checkpoint(&self) -> Result<bool> {
-        let guard = lock(&self.writer);
-        let busy: i64 = guard
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-        Ok(busy == 0)
     }
 
     /// Runs `f` on a read-only connection; sees only committed data.

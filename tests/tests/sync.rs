@@ -389,6 +389,22 @@ fn an_erasure_wins_over_an_offline_edit_made_after_it() {
         );
     }
     assert_eq!(snapshot(&a.store), snapshot(&b.store));
+    // Till B pulled the erasure: its file and WAL hold none of the values,
+    // neither its own offline edit nor what it had pulled before.
+    let mut bytes = std::fs::read(b.store.path()).expect("file");
+    let mut wal = b.store.path().as_os_str().to_owned();
+    wal.push("-wal");
+    bytes.extend(std::fs::read(&wal).unwrap_or_default());
+    let text = String::from_utf8_lossy(&bytes);
+    for needle in [
+        "98765 43210",
+        "9876500000",
+        "MG Road",
+        "Asha Rao",
+        "wholesale",
+    ] {
+        assert!(!text.contains(needle), "till B's files hold {needle:?}");
+    }
     server.stop();
 }
 

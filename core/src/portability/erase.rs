@@ -21,17 +21,16 @@
 //! - no trace stays in the files: the store zeroes freed space
 //!   (`secure_delete`, set when it opens), the whole FTS5 index is merged so
 //!   the customer's old terms leave it, and after the commit the WAL, which
-//!   still holds the pages as they were, is checkpointed and truncated. A
-//!   reader in a long transaction can keep the checkpoint from finishing;
-//!   the next one does.
+//!   still holds the pages as they were, is checkpointed and truncated
+//!   (`Store::write`, for every transaction that scrubs). A reader in a long
+//!   transaction can keep the checkpoint from finishing; the next one does.
 //!
 //! Erasure reaches every copy: a till that pulls the `erase` change does
 //! the same to its own (`scrub`, from `sync::incoming`), over its edits of
 //! the person still waiting to be pushed; the server clears its log and the
 //! bills it keeps alike (`sync::erasure`); and a change made where the
 //! erasure was not yet known (a till offline) writes no personal data back
-//! (`sync::conflict`). A pulled erasure leaves the WAL to the store's
-//! checkpointer rather than truncating it at once.
+//! (`sync::conflict`). A pulled erasure truncates the WAL as a local one does.
 //!
 //! Erasing an erased customer changes nothing and returns them as they are.
 
@@ -60,15 +59,13 @@ impl Store {
     /// the erased record. Works on deleted and merged customers too; an
     /// unknown id is [`crate::Error::NotFound`].
     pub fn erase_customer(&self, id: Uuid) -> Result<Customer> {
-        let erased = self.write(|w| {
+        self.write(|w| {
             let (rid, before) = customers::load(w, id)?;
             if before.erased_at_ms.is_some() {
                 return Ok(before);
             }
             erase(w, rid, &before)
-        })?;
-        self.checkpoint()?;
-        Ok(erased)
+        })
     }
 }
 
@@ -114,7 +111,8 @@ fn erase(w: &mut Writer<'_>, rid: i64, before: &Customer) -> Result<Customer> {
 /// record: the search index's old terms, the phone on their bills and the
 /// personal values in the change log. Runs where the erasure is made and
 /// where it is pulled, in the transaction that writes the erased record.
-pub(crate) fn scrub(w: &Writer<'_>, erased: &Customer) -> Result<()> {
+pub(crate) fn scrub(w: &mut Writer<'_>, erased: &Customer) -> Result<()> {
+    w.scrubbed = true;
     let id = erased.id.to_string();
     // (`customers_digits` is a plain B-tree: `secure_delete` zeroes its
     // deleted keys.) FTS5 only marks a deleted row's terms as deleted and keeps them (and

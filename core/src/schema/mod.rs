@@ -11,7 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 9;
+pub const VERSION: i64 = 10;
 
 /// Brings the database at `conn` to [`VERSION`], creating it when empty.
 /// Foreign keys are off while it runs: an upgrade that rebuilds a table
@@ -70,6 +70,11 @@ fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
             conn.execute_batch(include_str!("v9.sql"))?;
             crate::bills::chain::seal_past_voids(conn)?;
         }
+        9 => crate::sync::deferred::replace_index(
+            conn,
+            "bills_by_customer",
+            include_str!("v10.sql"),
+        )?,
         _ => unreachable!("no upgrade step from version {version}"),
     }
     Ok(())
@@ -109,6 +114,48 @@ mod tests {
                 .expect("version");
             assert_eq!(v, VERSION);
         }
+    }
+
+    /// A file upgraded to version 10 while a bootstrap defers the history
+    /// index keeps it deferred, and the bootstrap's last page builds the
+    /// version 10 index, not the one deferred before the upgrade.
+    #[test]
+    fn an_upgrade_during_a_bootstrap_leaves_the_history_index_to_its_end() {
+        let mut fresh = Connection::open_in_memory().expect("open");
+        migrate(&mut fresh).expect("fresh");
+        let mut conn = Connection::open_in_memory().expect("open");
+        for v in 0..9 {
+            upgrade_from(&conn, v).expect("old step");
+        }
+        conn.pragma_update(None, "user_version", 9)
+            .expect("version");
+        let key = format!("{}bills_by_customer", crate::sync::deferred::INDEX_KEY);
+        // As `deferred::begin_if_empty` leaves it.
+        conn.execute(
+            "INSERT INTO meta (key, value)
+             SELECT ?1, sql FROM sqlite_schema WHERE name = 'bills_by_customer'",
+            [&key],
+        )
+        .expect("defer");
+        conn.execute_batch("DROP INDEX bills_by_customer")
+            .expect("drop");
+        migrate(&mut conn).expect("upgrade");
+        let built: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'bills_by_customer')",
+                [],
+                |r| r.get(0),
+            )
+            .expect("index");
+        assert!(!built, "still deferred");
+        // What `deferred::finish` runs.
+        let sql: String = conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| {
+                r.get(0)
+            })
+            .expect("definition");
+        conn.execute_batch(&sql).expect("build");
+        assert_eq!(schema_of(&conn), schema_of(&fresh));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::store::Writer;
 const INDEXES: [&str; 2] = ["bills_by_customer", "customers_by_name"];
 
 /// The `meta` key prefix of a deferred index's definition.
-const INDEX_KEY: &str = "deferred_index:";
+pub(crate) const INDEX_KEY: &str = "deferred_index:";
 
 /// The `meta` key marking phone-search digit keys as deferred.
 const DIGITS_KEY: &str = "deferred_digits";
@@ -81,6 +81,20 @@ pub(crate) fn digits_deferred(conn: &Connection) -> Result<bool> {
         )
         .optional()?
         .is_some())
+}
+
+/// Replaces index `name` with the one `sql` creates: at once, or, while a
+/// bootstrap defers it, as the definition its last page builds.
+pub(crate) fn replace_index(conn: &Connection, name: &str, sql: &str) -> Result<()> {
+    let deferred = conn.execute(
+        "UPDATE meta SET value = ?2 WHERE key = ?1",
+        [format!("{INDEX_KEY}{name}").as_str(), sql],
+    )?;
+    if deferred == 0 {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+        conn.execute_batch(sql)?;
+    }
+    Ok(())
 }
 
 /// Builds whatever is deferred.

@@ -304,7 +304,7 @@ pub(super) fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
 }
 
 /// Applies a pulled customer change; `None` when it cannot be applied.
-pub(super) fn apply_customer(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
+pub(super) fn apply_customer(w: &mut Writer<'_>, sc: &ServerChange) -> Result<Option<bool>> {
     let change = &sc.change;
     let Ok(id) = change.entity_id.parse::<Uuid>() else {
         return Ok(None);
