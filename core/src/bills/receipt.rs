@@ -7,8 +7,9 @@
 //! floating point.
 //!
 //! Guarantees of [`render`]:
-//! - no line is longer than [`ReceiptWidth::columns`] characters, counted in
-//!   `char`s (Unicode scalar values), and no line ends in a space;
+//! - no line is wider than [`ReceiptWidth::columns`] columns (see
+//!   [`columns`]: a double-width character, as CJK scripts have, takes two,
+//!   every other `char` one), and no line ends in a space;
 //! - text (store, item and staff names, numbers, references) wraps at spaces,
 //!   or inside a word too long for a line, but never between a letter and the
 //!   combining mark or virama joined to it, so "Café" or a Devanagari name is
@@ -17,10 +18,10 @@
 //! - amounts are right-aligned; when a label leaves no room for its amount,
 //!   the amount moves to a line of its own rather than overflowing.
 //!
-//! Counting `char`s errs on the safe side for Latin and Indic scripts: a
-//! combining mark (an accent, a Devanagari vowel sign) takes no column of its
-//! own, so such a line prints no wider than it counts. Double-width scripts
-//! (CJK) would need display widths, which this module does not measure.
+//! Counting a combining mark (an accent, a Devanagari vowel sign) as a
+//! column errs on the safe side: it takes no column of its own on paper, so
+//! such a line prints no wider than it counts. A double-width character
+//! counted as one would overflow the paper, so it counts as two.
 //!
 //! [`Store::receipt`] adds the reads: it refuses bills that are not final
 //! (open or voided) and finds the customer and original-sale numbers.
@@ -29,6 +30,7 @@ use std::collections::BTreeMap;
 
 use chrono::DateTime;
 use unicode_normalization::char::{canonical_combining_class, is_combining_mark};
+use unicode_width::UnicodeWidthChar;
 use uuid::Uuid;
 
 use super::model::{Bill, BillKind, BillStatus, PriceMode, TenderMethod};
@@ -37,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::money::Currency;
 use crate::store::Store;
 
-/// Paper widths of the receipt printers we support, in characters per line.
+/// Paper widths of the receipt printers we support, in columns per line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReceiptWidth {
     /// 58 mm paper: 32 columns.
@@ -324,7 +326,7 @@ impl Sheet {
     /// `text` wrapped and centred.
     fn centre(&mut self, text: &str) {
         for piece in wrap(text, self.width) {
-            let pad = (self.width - piece.chars().count()) / 2;
+            let pad = (self.width - columns(&piece)) / 2;
             self.lines.push(format!("{:pad$}{piece}", ""));
         }
     }
@@ -345,7 +347,7 @@ impl Sheet {
     /// `label` indented on the left, `amount` right-aligned on its last
     /// line; the amount takes a line of its own when they do not fit together.
     fn row(&mut self, indent: usize, label: &str, amount: &str) {
-        let amount_len = amount.chars().count();
+        let amount_len = columns(amount);
         if amount_len > self.width {
             // No amount an i64 can hold is this long; wrap rather than overflow.
             self.text(indent, &format!("{label} {amount}"));
@@ -356,7 +358,7 @@ impl Sheet {
         for piece in pieces {
             self.lines.push(format!("{:indent$}{piece}", ""));
         }
-        let used = indent + last.chars().count();
+        let used = indent + columns(&last);
         if used + 1 + amount_len <= self.width {
             let pad = self.width - used - amount_len;
             self.lines
@@ -395,19 +397,44 @@ fn may_break(before: char, after: char) -> bool {
         || canonical_combining_class(before) == VIRAMA_CLASS)
 }
 
-/// Where to cut `word`, longer than `max`, to start a new line: the last
-/// allowed break at or before `max`, or `max` itself when a single cluster
-/// is longer than a line.
-fn cut_point(word: &[char], max: usize) -> usize {
-    (1..=max)
-        .rev()
-        .find(|&i| may_break(word[i - 1], word[i]))
-        .unwrap_or(max)
+/// The printer columns `c` takes: two for a double-width (East Asian wide
+/// or fullwidth) character, one for any other.
+fn char_columns(c: char) -> usize {
+    if c.width() == Some(2) {
+        2
+    } else {
+        1
+    }
 }
 
-/// `text` in lines of at most `width` chars: control characters become
+/// The printer columns of `text` (see [`char_columns`]).
+fn columns(text: &str) -> usize {
+    text.chars().map(char_columns).sum()
+}
+
+/// Where to cut `word`, wider than `max` columns, to start a new line: the
+/// last allowed break among the chars that fit in `max`, or all of those
+/// when a single cluster is wider than a line. At least one char, so a
+/// double-width character on a one-column line still moves on.
+fn cut_point(word: &[char], max: usize) -> usize {
+    let mut used = 0;
+    let fit = word
+        .iter()
+        .take_while(|&&c| {
+            used += char_columns(c);
+            used <= max
+        })
+        .count()
+        .max(1);
+    (1..=fit.min(word.len() - 1))
+        .rev()
+        .find(|&i| may_break(word[i - 1], word[i]))
+        .unwrap_or(fit)
+}
+
+/// `text` in lines of at most `width` columns: control characters become
 /// spaces, runs of whitespace one space, lines break at spaces and words
-/// longer than a line at cluster boundaries. Empty text gives no lines.
+/// wider than a line at cluster boundaries. Empty text gives no lines.
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let width = width.max(1);
     let clean: String = text
@@ -421,12 +448,13 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
         let mut rest: Vec<char> = word.chars().collect();
         loop {
             let sep = usize::from(len > 0);
-            if len + sep + rest.len() <= width {
+            let rest_len: usize = rest.iter().copied().map(char_columns).sum();
+            if len + sep + rest_len <= width {
                 if sep == 1 {
                     line.push(' ');
                 }
                 line.extend(rest.iter());
-                len += sep + rest.len();
+                len += sep + rest_len;
                 break;
             }
             if len > 0 {
@@ -629,9 +657,9 @@ mod tests {
                 let text = render(&bill, Some("S01-T01-C000001"), None, store, inr(), width);
                 for l in text.lines() {
                     assert!(
-                        l.chars().count() <= width.columns(),
-                        "{width:?}: {l:?} is {} chars",
-                        l.chars().count()
+                        columns(l) <= width.columns(),
+                        "{width:?}: {l:?} is {} columns",
+                        columns(l)
                     );
                     assert_eq!(l.trim_end(), l, "trailing space: {l:?}");
                     assert!(!l.chars().any(char::is_control), "control char: {l:?}");
@@ -736,6 +764,48 @@ mod tests {
         assert_eq!(wrap("alpha beta gamma", 10), vec!["alpha beta", "gamma"]);
         assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
         assert!(wrap("   ", 10).is_empty());
+    }
+
+    /// Double-width characters count two columns: a CJK name fills a line
+    /// to its width and no further, wherever it is cut, and an amount beside
+    /// it stays on the paper. Measured with `unicode-width`'s own count.
+    #[test]
+    fn double_width_text_is_laid_out_by_the_columns_it_prints_in() {
+        use unicode_width::UnicodeWidthStr;
+        assert_eq!(wrap("烏龍茶葉", 4), vec!["烏龍", "茶葉"]);
+        assert_eq!(wrap("烏龍茶葉", 5), vec!["烏龍", "茶葉"]);
+        assert_eq!(wrap("お茶 500g", 8), vec!["お茶", "500g"]);
+        let name = "特選ジャスミン茶 ティーバッグ 二十五袋入り 東京本店";
+        for width in 2..=48 {
+            for piece in wrap(name, width) {
+                assert!(piece.width() <= width, "{width}: {piece:?}");
+            }
+        }
+        let mut sheet = Sheet::new(16);
+        sheet.centre("東京本店");
+        sheet.row(2, "烏龍茶 x2", "1,200.00");
+        sheet.row(2, "特選ジャスミン茶", "980.00");
+        assert_eq!(
+            sheet.lines,
+            vec![
+                "    東京本店",
+                "  烏龍茶 x2",
+                "        1,200.00",
+                "  特選ジャスミン",
+                "  茶      980.00",
+            ]
+        );
+        for l in &sheet.lines {
+            assert!(l.width() <= 16, "{l:?}");
+        }
+        let mut bill = golden_bill();
+        bill.lines[0].name = name.repeat(2);
+        for width in ReceiptWidth::ALL {
+            let text = render(&bill, None, None, "東京本店", inr(), width);
+            for l in text.lines() {
+                assert!(l.width() <= width.columns(), "{width:?}: {l:?}");
+            }
+        }
     }
 
     #[test]
