@@ -459,3 +459,114 @@ fn a_shared_household_phone_never_merges() {
     }
     server.stop();
 }
+
+/// Erasing a customer erases the same person's merged-away record too,
+/// wherever the merge left it: the tombstone on every till and on the
+/// server, their change records, the merge's before-images (kept for undo)
+/// and the aliases. The bills keep their money and stay on the survivor.
+#[test]
+fn erasing_a_merged_customer_erases_the_merged_away_record_everywhere() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    let on_a = a
+        .store
+        .create_customer(
+            NewCustomer::named("Ravi Kumar")
+                .with_phone("91234 56789")
+                .with_email("ravi@example.com"),
+        )
+        .expect("on a");
+    std::thread::sleep(Duration::from_millis(2));
+    let on_b = b
+        .store
+        .create_customer(NewCustomer {
+            notes: "flat 4, 12 MG Road".into(),
+            tags: vec!["wholesale".into()],
+            ..NewCustomer::named("Ravi K")
+                .with_phone("99887 76655")
+                .with_email("Ravi@Example.com")
+        })
+        .expect("on b");
+    let bill = sell_to(&b.store, on_b.id, 250);
+    sync_all_twice(&[&a, &b]);
+    let (survivor, loser) = (on_a.id, on_b.id);
+    assert_merged(&a.store, loser, survivor, "ravi@example.com");
+    let merges = |server: &Server| {
+        server
+            .block(server.storage.merges("t1", &loser.to_string()))
+            .expect("merges")
+    };
+    assert!(
+        serde_json::to_string(&merges(&server))
+            .expect("json")
+            .contains("56789"),
+        "the before-images held the first phone"
+    );
+
+    a.store.erase_customer(survivor).expect("erase");
+    sync_all_twice(&[&a, &b]);
+
+    let personal = [
+        "Ravi",
+        "56789",
+        "76655",
+        "ravi@example",
+        "MG Road",
+        "wholesale",
+    ];
+    for till in [&a, &b] {
+        for id in [survivor, loser] {
+            let c = till.store.customer_including_deleted(id).expect("kept");
+            assert!(c.erased_at_ms.is_some(), "{id} not erased");
+            assert_eq!(
+                (c.name.as_str(), &c.phone, &c.email, c.notes.as_str()),
+                (till_core::ERASED_NAME, &None, &None, ""),
+                "{id}"
+            );
+            assert!(c.tags.is_empty());
+            let history = till.store.history(&id.to_string(), None, 200).expect("log");
+            let text = format!("{:?}", history.items);
+            for needle in personal {
+                assert!(!text.contains(needle), "{id}'s log holds {needle:?}");
+            }
+        }
+        let sold = till.store.bill(bill.id).expect("bill");
+        assert_eq!((sold.total, sold.customer_id), (250, Some(survivor)));
+        assert_eq!(sold.customer_phone, None);
+        let report = till.store.verify().expect("verify");
+        assert!(report.is_ok(), "{:?}", report.problems);
+    }
+    assert_eq!(snapshot(&a.store), snapshot(&b.store));
+
+    let db = server_db(&server);
+    for (table, column) in [
+        ("log", "change"),
+        ("customers", "state"),
+        ("bills", "state"),
+        ("merges", "record"),
+        ("aliases", "key"),
+    ] {
+        let texts: Vec<String> = db
+            .prepare(&format!("SELECT {column} FROM {table}"))
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        for needle in personal {
+            assert!(
+                !texts.iter().any(|t| t.contains(needle)),
+                "the server's {table} holds {needle:?}"
+            );
+        }
+    }
+    let kept = merges(&server);
+    assert_eq!(kept.len(), 1, "the merge itself is still on record");
+    assert_eq!(
+        (kept[0].survivor.as_str(), kept[0].loser.as_str()),
+        (survivor.to_string().as_str(), loser.to_string().as_str())
+    );
+    server.stop();
+}

@@ -51,6 +51,9 @@ pub const PERSONAL_FIELDS: [&str; 7] = [
     "name", "phone", "email", "address", "notes", "birthday", "tags",
 ];
 
+/// The op of an erasure's change, a till's or the server's.
+pub const ERASE_OP: &str = "erase";
+
 /// The bill fields that hold the customer's personal data.
 pub const BILL_PERSONAL_FIELDS: [&str; 1] = ["customer_phone"];
 
@@ -102,7 +105,7 @@ fn anonymised(before: &Customer, now_ms: i64) -> Customer {
 
 fn erase(w: &mut Writer<'_>, rid: i64, before: &Customer) -> Result<Customer> {
     let after = anonymised(before, w.now_ms);
-    customers::put(w, Some(rid), Some(before), &after, "erase")?;
+    customers::put(w, Some(rid), Some(before), &after, ERASE_OP)?;
     scrub(w, &after)?;
     Ok(after)
 }

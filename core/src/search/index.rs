@@ -41,6 +41,7 @@ use tantivy::{
 use super::query::{self, Query};
 use super::recent::{Hit, MostRecent};
 use crate::customers::{Customer, COLUMNS};
+use crate::portability::erase::ERASE_OP;
 
 /// Version of the documents this build writes; an index of another version
 /// is rebuilt. Bump it whenever [`document`] or the schema changes.
@@ -52,9 +53,6 @@ pub(crate) const INDEX_SCHEMA: u32 = 2;
 /// name is typo-searchable within a quarter second; exact, prefix and digit
 /// search see it at once, and searches judge the rows written since.
 pub(crate) const BATCH_WINDOW: Duration = Duration::from_millis(250);
-
-/// The change-log `op` of an erasure (`portability::erase`).
-const ERASE_OP: &str = "erase";
 
 /// Tries at purging deleted documents while background merges hold segments.
 const PURGE_ATTEMPTS: u32 = 100;

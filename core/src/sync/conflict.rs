@@ -267,15 +267,13 @@ pub fn apply_customer(
     Ok(resolved)
 }
 
-/// Gives personal field `key` its erased value (every tag removed),
-/// stamped no earlier than the write it replaces.
+/// Gives personal field `key` its erased value, stamped no earlier than
+/// the write it replaces. Tags go with their clocks, names included: an
+/// erased record takes no personal write again, so no tag clock is needed.
 fn erase_field(state: &mut RecordState, key: &str, hlc: &str) {
     let later = |current: &str| current.max(hlc).to_owned();
     if key == "tags" {
-        for tag in state.tags.values_mut() {
-            tag.present = false;
-            tag.hlc = later(&tag.hlc);
-        }
+        state.tags.clear();
     }
     let clock = later(state.clocks.get(key).map_or("", String::as_str));
     state.values.insert(key.to_owned(), erased_value(key));

@@ -318,6 +318,14 @@ pub trait Ledger {
     /// Stores `bill`'s state as it is, logging nothing: for erasure, whose
     /// own change tells every till to clear the same values.
     fn restate_bill(&mut self, bill: &StoredBill) -> Result<(), Self::Error>;
+    /// The records of the merges customer `id` took part in, as survivor
+    /// or loser.
+    fn merges_of(&mut self, id: &str) -> Result<Vec<MergeRecord>, Self::Error>;
+    /// Replaces the record of the merge `record.tombstone_seq` names: for
+    /// erasure.
+    fn rewrite_merge(&mut self, record: &MergeRecord) -> Result<(), Self::Error>;
+    /// Drops every alias of customer `id`: for erasure.
+    fn drop_aliases(&mut self, id: &str) -> Result<(), Self::Error>;
 }
 
 /// The end of customer `id`'s `merged_into` chain (`id` itself when it was
@@ -398,8 +406,9 @@ fn cluster<L: Ledger>(
     Ok(members)
 }
 
-/// A change the server makes as part of a merge caused by `trigger`.
-fn server_change(
+/// A change the server makes as part of a merge (or an erasure) caused by
+/// `trigger`.
+pub(crate) fn server_change(
     trigger: &Change,
     entity: &str,
     id: &str,

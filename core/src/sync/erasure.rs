@@ -4,12 +4,18 @@
 //! rule the till's own change log follows ([`redact`]): their earlier log
 //! entries, and the phone on their bills and in those bills' entries. So no
 //! pull or bootstrap hands the data out again, to any till of any store.
+//! The records merged into the erased customer are the same person: they
+//! are erased too, and what the merges kept (before-images for undo,
+//! aliases) loses the personal values.
 
 use serde_json::Value;
 
-use super::dedup::Ledger;
-use crate::changes::Fields;
-use crate::portability::erase::{redact, BILL_PERSONAL_FIELDS, PERSONAL_FIELDS};
+use super::conflict;
+use super::dedup::{self, Entry, Ledger, MergeRecord};
+use crate::changes::{Change, Fields};
+use crate::portability::erase::{
+    erased_value, redact, BILL_PERSONAL_FIELDS, ERASE_OP, PERSONAL_FIELDS,
+};
 use crate::sync::protocol::field;
 
 /// Whether customer `values` are those of an erased customer.
@@ -17,8 +23,33 @@ pub fn is_erased(values: &Fields) -> bool {
     !field(values, "erased_at_ms").is_null()
 }
 
-/// Clears erased customer `id`'s personal data from the log and their bills.
-pub fn scrub<L: Ledger>(ledger: &mut L, id: &str) -> Result<(), L::Error> {
+/// Clears the data of the customer `erasing` has just erased (its entry,
+/// already appended) from the rest of what the server keeps: their log
+/// entries and bills, and what merges kept of the same person. Each record
+/// merged into them is erased by a change of the server's own, stamped as
+/// the erasure, which every till applies as it applies any erasure; the
+/// merges' before-images lose their personal values and aliases go.
+pub fn scrub<L: Ledger>(ledger: &mut L, erasing: &Entry, now_ms: i64) -> Result<(), L::Error> {
+    let id = erasing.change.entity_id.as_str();
+    scrub_record(ledger, id)?;
+    let tombstones = ledger.merged_into(id)?;
+    for tombstone in &tombstones {
+        erase_tombstone(ledger, tombstone, erasing, now_ms)?;
+        scrub_record(ledger, tombstone)?;
+    }
+    for member in std::iter::once(id).chain(tombstones.iter().map(String::as_str)) {
+        for mut record in ledger.merges_of(member)? {
+            if redact_merge(&mut record) {
+                ledger.rewrite_merge(&record)?;
+            }
+        }
+        ledger.drop_aliases(member)?;
+    }
+    Ok(())
+}
+
+/// Clears customer `id`'s personal data from the log and their bills.
+fn scrub_record<L: Ledger>(ledger: &mut L, id: &str) -> Result<(), L::Error> {
     redact_entries(ledger, id, &PERSONAL_FIELDS)?;
     for mut bill in ledger.bills_of(id)? {
         redact_entries(ledger, &bill.id, &BILL_PERSONAL_FIELDS)?;
@@ -30,6 +61,72 @@ pub fn scrub<L: Ledger>(ledger: &mut L, id: &str) -> Result<(), L::Error> {
         }
     }
     Ok(())
+}
+
+/// Erases tombstone `id` as `erasing` erased its survivor: the same
+/// personal values and erasure time, by the conflict rules of any erasure.
+fn erase_tombstone<L: Ledger>(
+    ledger: &mut L,
+    id: &str,
+    erasing: &Entry,
+    now_ms: i64,
+) -> Result<(), L::Error> {
+    let Some(mut state) = ledger.customer(id)? else {
+        return Ok(());
+    };
+    if is_erased(&state.values) {
+        return Ok(());
+    }
+    let mut fields: Fields = PERSONAL_FIELDS
+        .iter()
+        .map(|key| ((*key).to_owned(), erased_value(key)))
+        .collect();
+    let at = field(&erasing.state.values, "erased_at_ms").clone();
+    fields.insert("erased_at_ms".into(), at);
+    let change = dedup::server_change(
+        &erasing.change,
+        crate::customers::ENTITY,
+        id,
+        ERASE_OP,
+        fields,
+        Fields::new(),
+        now_ms,
+    );
+    // Only `merged_into` is refused from a change, and this one has none.
+    let Ok(resolved) = conflict::apply_customer(&mut state, &change, &change.hlc) else {
+        return Ok(());
+    };
+    ledger.append(&Entry {
+        state,
+        store: None,
+        change: Change {
+            fields: resolved.fields,
+            before: resolved.before,
+            ..change
+        },
+    })?;
+    Ok(())
+}
+
+/// Erases the personal values of both before-images of a merge and its
+/// aliases; whether anything changed.
+fn redact_merge(record: &mut MergeRecord) -> bool {
+    let mut changed = !record.aliases.is_empty();
+    record.aliases.clear();
+    for state in [&mut record.survivor_before, &mut record.loser_before] {
+        changed |= !state.tags.is_empty();
+        state.tags.clear();
+        for key in PERSONAL_FIELDS {
+            if let Some(value) = state.values.get_mut(key) {
+                let erased = erased_value(key);
+                if *value != erased {
+                    *value = erased;
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
 }
 
 /// Redacts `keys` in every log entry of record `id`.

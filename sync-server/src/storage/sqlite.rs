@@ -374,7 +374,7 @@ fn push_one(
     };
     let seq = ledger.append(&entry)?;
     if entity == Some(Entity::Customer) && !was_erased && erasure::is_erased(&entry.state.values) {
-        erasure::scrub(&mut ledger, &change.entity_id)?;
+        erasure::scrub(&mut ledger, &entry, now_ms)?;
     }
     tx.prepare_cached("UPDATE received SET server_seq = ?3 WHERE tenant = ?1 AND change_id = ?2")?
         .execute(rusqlite::params![scope.tenant, change_id, seq])?;
@@ -696,6 +696,28 @@ impl Ledger for TenantLedger<'_, '_> {
         Ok(())
     }
 
+    fn merges_of(&mut self, id: &str) -> StorageResult<Vec<MergeRecord>> {
+        merges_of(self.tx, self.tenant, id)
+    }
+
+    fn rewrite_merge(&mut self, record: &MergeRecord) -> StorageResult<()> {
+        self.tx
+            .prepare_cached("UPDATE merges SET record = ?3 WHERE tenant = ?1 AND seq = ?2")?
+            .execute(rusqlite::params![
+                self.tenant,
+                record.tombstone_seq,
+                serde_json::to_string(record)?
+            ])?;
+        Ok(())
+    }
+
+    fn drop_aliases(&mut self, id: &str) -> StorageResult<()> {
+        self.tx
+            .prepare_cached("DELETE FROM aliases WHERE tenant = ?1 AND customer = ?2")?
+            .execute([self.tenant, id])?;
+        Ok(())
+    }
+
     fn record_merge(&mut self, record: &MergeRecord) -> StorageResult<()> {
         self.tx
             .prepare_cached(
@@ -711,6 +733,25 @@ impl Ledger for TenantLedger<'_, '_> {
             ])?;
         Ok(())
     }
+}
+
+/// The records of the merges customer `id` of `tenant` took part in, as
+/// survivor or loser, in merge order.
+fn merges_of(conn: &Connection, tenant: &str, id: &str) -> StorageResult<Vec<MergeRecord>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT record FROM merges WHERE tenant = ?1 AND survivor = ?2
+             UNION
+             SELECT record FROM merges WHERE tenant = ?1 AND loser = ?2",
+        )?
+        .query_map([tenant, id], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut records = rows
+        .iter()
+        .map(|json| serde_json::from_str(json))
+        .collect::<Result<Vec<MergeRecord>, _>>()?;
+    records.sort_by_key(|r| r.tombstone_seq);
+    Ok(records)
 }
 
 #[async_trait]
@@ -970,23 +1011,7 @@ impl Storage for SqliteStorage {
 
     async fn merges(&self, tenant: &str, customer_id: &str) -> StorageResult<Vec<MergeRecord>> {
         let (tenant, id) = (tenant.to_owned(), customer_id.to_owned());
-        self.read(move |tx| {
-            let rows = tx
-                .prepare_cached(
-                    "SELECT record FROM merges WHERE tenant = ?1 AND survivor = ?2
-                     UNION
-                     SELECT record FROM merges WHERE tenant = ?1 AND loser = ?2",
-                )?
-                .query_map([&tenant, &id], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut records = rows
-                .iter()
-                .map(|json| serde_json::from_str(json))
-                .collect::<Result<Vec<MergeRecord>, _>>()?;
-            records.sort_by_key(|r| r.tombstone_seq);
-            Ok(records)
-        })
-        .await
+        self.read(move |tx| merges_of(tx, &tenant, &id)).await
     }
 
     async fn create_tenant(&self, tenant: &str, name: &str, now_ms: i64) -> StorageResult<()> {

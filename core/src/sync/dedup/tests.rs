@@ -8,7 +8,9 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
+use crate::portability::erase::{erased_value, ERASE_OP, PERSONAL_FIELDS};
 use crate::sync::conflict::{self, TagClock};
+use crate::sync::erasure;
 
 fn obj(v: Value) -> Fields {
     v.as_object().cloned().unwrap_or_default()
@@ -147,6 +149,29 @@ impl Ledger for Memory {
             .insert(bill.id.clone(), (bill.store.clone(), bill.state.clone()));
         Ok(())
     }
+
+    fn merges_of(&mut self, id: &str) -> Result<Vec<MergeRecord>, Infallible> {
+        Ok(self
+            .merges
+            .iter()
+            .filter(|r| r.survivor == id || r.loser == id)
+            .cloned()
+            .collect())
+    }
+
+    fn rewrite_merge(&mut self, record: &MergeRecord) -> Result<(), Infallible> {
+        for r in &mut self.merges {
+            if r.tombstone_seq == record.tombstone_seq {
+                *r = record.clone();
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_aliases(&mut self, id: &str) -> Result<(), Infallible> {
+        self.aliases.retain(|(_, customer)| customer != id);
+        Ok(())
+    }
 }
 
 fn ok<T>(r: Result<T, Infallible>) -> T {
@@ -182,12 +207,21 @@ fn push(mem: &mut Memory, pushed: &Change) {
         before: resolved.before,
         ..change
     };
+    let was_erased = customer
+        && mem
+            .customers
+            .get(&id)
+            .is_some_and(|s| erasure::is_erased(&s.values));
     let entry = Entry {
         state,
         store,
         change: effective,
     };
     ok(mem.append(&entry));
+    // As the server's backend does.
+    if customer && !was_erased && erasure::is_erased(&entry.state.values) {
+        ok(erasure::scrub(mem, &entry, 0));
+    }
     ok(merge_cluster(mem, &entry, 0));
 }
 
@@ -708,6 +742,68 @@ fn a_merge_is_logged_in_order_and_recorded_completely_enough_to_undo() {
     assert_eq!(undone.customers, expected);
     assert_eq!(undone.bills, before.bills);
     assert_eq!(undone.aliases, before.aliases);
+}
+
+/// Erasing a survivor erases the same person's merged-away records too:
+/// each by a server change of its own, stamped as the erasure; the log
+/// entries of both, the merge's before-images and the aliases keep no
+/// personal value; money and the merge's shape stay.
+#[test]
+fn erasing_a_survivor_erases_what_its_merges_kept() {
+    let mut mem = Memory::default();
+    let a = create(
+        1,
+        10,
+        json!({"name": "Asha Rao", "phone": phone("+9198765", false),
+               "email": email("asha@x.in"), "tags": ["vip"]}),
+    );
+    // The same email: merged; B's later phone leaves A's as an alias.
+    let b = create(
+        2,
+        20,
+        json!({"name": "Asha R", "phone": phone("+9155555", false),
+               "email": email("asha@x.in"), "notes": "12 MG Road"}),
+    );
+    for c in [a, sale(2, 1, 15, "S1"), b] {
+        push(&mut mem, &c);
+    }
+    assert_eq!(mem.merges.len(), 1);
+    assert!(!mem.aliases.is_empty(), "{:?}", mem.aliases);
+    let log_before = mem.log.len();
+    let mut fields: Value = json!({"erased_at_ms": 30, "deleted_at_ms": 30});
+    for key in PERSONAL_FIELDS {
+        fields[key] = erased_value(key);
+    }
+    let erase = Change {
+        op: ERASE_OP.into(),
+        ..change("customer", &cid(1), ERASE_OP, 30, "S1/T1", fields)
+    };
+    push(&mut mem, &erase);
+
+    let tombstone_erasure = mem.log[log_before..]
+        .iter()
+        .find(|c| c.entity_id == cid(2))
+        .expect("the tombstone's own erasure");
+    assert_eq!(
+        (
+            tombstone_erasure.op.as_str(),
+            tombstone_erasure.device.as_str()
+        ),
+        (ERASE_OP, SERVER_DEVICE)
+    );
+    assert_eq!(tombstone_erasure.hlc, erase.hlc);
+    let dead = &mem.customers[&cid(2)];
+    assert_eq!(dead.values["erased_at_ms"], json!(30));
+    assert_eq!(dead.values["merged_into"], json!(cid(1)));
+    let kept = serde_json::to_string(&(&mem.log, &mem.customers, &mem.merges, &mem.aliases))
+        .expect("json");
+    for personal in ["Asha", "98765", "55555", "asha@x.in", "MG Road", "vip"] {
+        assert!(!kept.contains(personal), "{personal} kept: {kept}");
+    }
+    assert!(mem.aliases.is_empty());
+    assert_eq!(mem.merges[0].bills, vec!["b1".to_string()]);
+    assert_eq!(mem.bills["b1"].1.values["total"], json!(100));
+    assert_eq!(mem.bills["b1"].1.values["customer_id"], json!(cid(1)));
 }
 
 #[test]
