@@ -60,6 +60,9 @@ enum Command {
     /// Manages a tenant's change log.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Reports on a tenant's bills.
+    #[command(subcommand)]
+    Bills(BillsCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -167,6 +170,17 @@ enum DeviceCommand {
     Revoke(DeviceArgs),
     /// Lists a tenant's devices.
     List {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BillsCommand {
+    /// Lists the sales refunded beyond their total (by several tills while
+    /// offline): store, number, total and refunded, in minor units.
+    OverRefunded {
         /// The tenant.
         #[arg(long)]
         tenant: String,
@@ -319,6 +333,16 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "compacted {}: horizon {} of {}, {} log entries removed",
                 args.tenant, done.horizon, done.head, done.removed
             );
+            Ok(())
+        }
+        Command::Bills(BillsCommand::OverRefunded { tenant }) => {
+            println!("store\tnumber\ttotal\trefunded\tsale");
+            for sale in storage.over_refunded_sales(&tenant).await.map_err(err)? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    sale.store, sale.number, sale.total, sale.refunded_total, sale.id
+                );
+            }
             Ok(())
         }
         Command::Device(DeviceCommand::List { tenant }) => {

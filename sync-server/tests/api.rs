@@ -1243,6 +1243,69 @@ async fn the_admin_cli_compacts_a_tenants_log() {
     server.stop().await;
 }
 
+/// Two tills of a store each refunded one sale in full while offline: both
+/// paid out, so both refunds stand, and the admin CLI lists the sale for
+/// head office with what its refunds add up to.
+#[tokio::test]
+async fn the_admin_cli_lists_sales_refunded_beyond_their_total() {
+    let server = Server::start().await;
+    let t1 = server.enroll("t1", "S1", "T1").await;
+    let t2 = server.enroll("t1", "S1", "T2").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let till1 = till(dir.path(), "t1", "S1", "T1");
+    let (customer, sale) = customer_with_bill(&till1, "Asha Rao", "98765 43210");
+    let sale_id: Uuid = sale.parse().expect("id");
+    let amount = till1.refund_quote(sale_id, &[]).expect("quote");
+    let refund = till1
+        .refund(sale_id, &[], &[Tender::cash(amount)])
+        .expect("refund");
+    let pushed = outbox(&till1, &[customer, sale.clone(), refund.id.to_string()]);
+    server.push_ok(&t1, pushed.clone()).await;
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_till-server"))
+            .arg("--data-dir")
+            .arg(server.dir.path())
+            .args(["bills", "over-refunded", "--tenant", "t1"])
+            .output()
+            .expect("run till-server");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let header = "store\tnumber\ttotal\trefunded\tsale\n";
+    assert_eq!(run(), header, "one refund is no over-refund");
+
+    // T2 had made the same refund of the sale, offline.
+    let mut again = pushed
+        .iter()
+        .rfind(|c| c["entity_id"] == sale.as_str())
+        .expect("the sale's refund change")
+        .clone();
+    let hlc = again["hlc"]
+        .as_str()
+        .expect("hlc")
+        .replace("S1/T1", "S1/T2");
+    again["change_id"] = json!(Uuid::now_v7().to_string());
+    again["device"] = json!("S1/T2");
+    again["hlc"] = json!(hlc);
+    let result = &server.push_ok(&t2, vec![again]).await[0];
+    assert_eq!(outcome(result).0, "accepted", "{result}");
+    let sold = till1.bill(sale_id).expect("sale");
+    assert_eq!(
+        run(),
+        format!(
+            "{header}S1\t{}\t{}\t{}\t{sale}\n",
+            sold.number,
+            sold.total,
+            2 * sold.total
+        )
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_customers_bills_come_from_every_store_newest_first_in_pages() {
     let server = Server::start().await;

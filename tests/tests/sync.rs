@@ -11,6 +11,7 @@ use serde_json::Value;
 use till_core::{
     BillStatus, CustomerUpdate, Error, NewBill, NewCustomer, NewLine, Store, SyncObserver, Tender,
 };
+use till_sync_server::storage::Storage;
 use till_sync_server::Limits;
 use uuid::Uuid;
 
@@ -124,6 +125,71 @@ fn a_backlog_of_bills_larger_than_the_servers_body_limit_still_drains() {
             total
         );
     }
+    server.stop();
+}
+
+/// Two tills refund one sale in full while both are offline. Both drawers
+/// paid out, so both refunds stand everywhere: the sale ends refunded twice
+/// over on every till and the server, every till's checks pass, and the
+/// server lists the sale for head office to look into.
+#[test]
+fn a_sale_refunded_at_two_offline_tills_keeps_both_refunds_and_is_reported() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    let sale = a
+        .store
+        .sell(
+            NewBill {
+                lines: vec![NewLine::item("TEA", "Tea", 2, 150)],
+                ..NewBill::default()
+            },
+            &[Tender::cash(300)],
+        )
+        .expect("sell");
+    a.sync();
+    b.sync();
+    let over = |server: &Server| {
+        server
+            .block(server.storage.over_refunded_sales("t1"))
+            .expect("report")
+    };
+    let mut refunds = Vec::new();
+    for till in [&a, &b] {
+        let amount = till.store.refund_quote(sale.id, &[]).expect("quote");
+        let refund = till.store.refund(sale.id, &[], &[Tender::cash(amount)]);
+        refunds.push(refund.expect("refund offline").id);
+    }
+    a.sync();
+    assert!(over(&server).is_empty(), "one refund is no over-refund");
+    b.sync();
+    a.sync();
+
+    let reported = over(&server);
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert_eq!(
+        (
+            reported[0].id.as_str(),
+            reported[0].number.as_str(),
+            reported[0].total,
+            reported[0].refunded_total
+        ),
+        (sale.id.to_string().as_str(), sale.number.as_str(), 300, 600)
+    );
+    for till in [&a, &b] {
+        let held = till.store.bill(sale.id).expect("sale");
+        assert_eq!(
+            (held.status, held.refunded_total),
+            (BillStatus::Refunded, 600)
+        );
+        for refund in &refunds {
+            assert_eq!(till.store.bill(*refund).expect("refund").total, 300);
+        }
+        let report = till.store.verify().expect("verify");
+        assert!(report.is_ok(), "{:?}", report.problems);
+    }
+    assert_eq!(snapshot(&a.store), snapshot(&b.store));
     server.stop();
 }
 

@@ -493,6 +493,14 @@ fn final_bill_values(current: &Fields, change: &Change) -> Result<Fields, String
     Ok(values)
 }
 
+/// Whether bill `values` are those of a sale refunded beyond its total:
+/// tills that refunded it while offline each paid out, and the merged
+/// refunds add up past it. Kept, since the money went; head office is told.
+pub fn over_refunded(values: &Fields) -> bool {
+    let amount = |key: &str| field(values, key).as_i64().unwrap_or(0);
+    amount("refunded_total") > amount("total")
+}
+
 /// `old` grown by a change's delta, `new` minus `before` (an absent or null
 /// `before` amount is 0; no before-image at all means `new` is the total);
 /// `None` when the change would shrink it.

@@ -119,6 +119,21 @@ impl From<serde_json::Error> for StorageError {
 /// Result of every storage call.
 pub type StorageResult<T> = Result<T, StorageError>;
 
+/// A sale refunded beyond its total, as the admin CLI lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverRefund {
+    /// The sale's store.
+    pub store: String,
+    /// The sale's id.
+    pub id: String,
+    /// Its bill number.
+    pub number: String,
+    /// Its total, in minor units.
+    pub total: i64,
+    /// What its refunds add up to, in minor units.
+    pub refunded_total: i64,
+}
+
 /// An enrolled device, as the admin CLI lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
@@ -299,4 +314,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// The devices of a tenant, by store and device.
     async fn list_devices(&self, tenant: &str) -> StorageResult<Vec<DeviceInfo>>;
+
+    /// The tenant's sales refunded beyond their total, by store and number:
+    /// tills that each refunded one sale while offline all paid out, and
+    /// their refunds add up past it (`till_core::sync::conflict`). For head
+    /// office to look into. Reads every bill of the tenant.
+    async fn over_refunded_sales(&self, tenant: &str) -> StorageResult<Vec<OverRefund>>;
 }

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::value::RawValue;
 use till_core::checkpoint::Checkpointer;
-use till_core::sync::conflict::{Clamp, RecordState};
+use till_core::sync::conflict::{self, Clamp, RecordState};
 use till_core::sync::dedup::{self, Entry, IdentityKey, Ledger, MergeRecord, StoredBill};
 use till_core::sync::erasure;
 use till_core::sync::protocol::{
@@ -29,8 +29,8 @@ use till_core::sync::protocol::{
 use till_core::Change;
 
 use super::{
-    Compaction, DeviceInfo, Horizon, SnapshotPage, SnapshotPhase, SnapshotPosition, Storage,
-    StorageError, StorageResult, TokenLookup,
+    Compaction, DeviceInfo, Horizon, OverRefund, SnapshotPage, SnapshotPhase, SnapshotPosition,
+    Storage, StorageError, StorageResult, TokenLookup,
 };
 use crate::auth::DeviceScope;
 use crate::sync::apply::{self, Current, Entity};
@@ -347,6 +347,9 @@ fn push_one(
     let was_erased = current
         .as_ref()
         .is_some_and(|c| erasure::is_erased(&c.state.values));
+    let was_over_refunded = current
+        .as_ref()
+        .is_some_and(|c| conflict::over_refunded(&c.state.values));
     let resolution = match apply::resolve(scope, change, current, clock) {
         Ok(resolution) => resolution,
         Err(rejection) => {
@@ -375,6 +378,13 @@ fn push_one(
     let seq = ledger.append(&entry)?;
     if entity == Some(Entity::Customer) && !was_erased && erasure::is_erased(&entry.state.values) {
         erasure::scrub(&mut ledger, &entry, now_ms)?;
+    }
+    if !was_over_refunded && conflict::over_refunded(&entry.state.values) {
+        tracing::warn!(
+            store = entry.store.as_deref().unwrap_or_default(),
+            bill = %change.entity_id,
+            "a sale's refunds from several tills add up past its total"
+        );
     }
     tx.prepare_cached("UPDATE received SET server_seq = ?3 WHERE tenant = ?1 AND change_id = ?2")?
         .execute(rusqlite::params![scope.tenant, change_id, seq])?;
@@ -1138,6 +1148,34 @@ impl Storage for SqliteStorage {
                         revoked_at_ms: r.get(4)?,
                         last_seen_ms: r.get(5)?,
                         clock_clamps: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn over_refunded_sales(&self, tenant: &str) -> StorageResult<Vec<OverRefund>> {
+        let tenant = tenant.to_owned();
+        self.read(move |tx| {
+            let rows = tx
+                .prepare_cached(
+                    "SELECT store, id, number, total, refunded FROM (
+                         SELECT store, id,
+                                state ->> '$.values.number' AS number,
+                                state ->> '$.values.total' AS total,
+                                state ->> '$.values.refunded_total' AS refunded
+                         FROM bills WHERE tenant = ?1)
+                     WHERE refunded > total ORDER BY store, number",
+                )?
+                .query_map([&tenant], |r| {
+                    Ok(OverRefund {
+                        store: r.get(0)?,
+                        id: r.get(1)?,
+                        number: r.get(2)?,
+                        total: r.get(3)?,
+                        refunded_total: r.get(4)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
