@@ -1097,6 +1097,18 @@ fn main() {
         child(&spec);
         return;
     }
+    // As libtest does: `--list` lists, and a name filter that does not
+    // match this test's name skips it (`cargo test -p till-e2e -- merge`).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("convergence: test");
+        return;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "convergence".contains(f.as_str())) {
+        println!("convergence: filtered out");
+        return;
+    }
     let (seeds, trace): (Vec<u64>, bool) = match env_u64("TILL_CONVERGENCE_SEED") {
         Some(seed) => (vec![seed], true),
         None => {
