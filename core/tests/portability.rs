@@ -401,6 +401,52 @@ fn erase_removes_personal_data_everywhere_and_keeps_the_money() {
     assert!(text.contains("Ravi Kumar"));
 }
 
+/// A bill opened for the wrong customer and moved before payment keeps
+/// that customer's phone in its first change records. Erasing them clears
+/// it there too; the bill keeps its money and its right customer's phone.
+#[test]
+fn erase_reaches_a_bill_moved_off_the_customer_before_payment() {
+    let f = Fixture::new();
+    let wrong = f
+        .store
+        .create_customer(NewCustomer::named("Ravi Kumar").with_phone("91234 56789"))
+        .expect("wrong");
+    let right = f
+        .store
+        .create_customer(NewCustomer::named("Asha Rao").with_phone("98765 43210"))
+        .expect("right");
+    let bill = f
+        .store
+        .open_bill(NewBill {
+            customer_id: Some(wrong.id),
+            lines: vec![NewLine::item("TEA", "Masala tea", 2, 1_250)],
+            ..NewBill::default()
+        })
+        .expect("open");
+    f.store
+        .set_bill_customer(bill.id, Some(right.id))
+        .expect("move");
+    f.store.pay(bill.id, &[Tender::cash(2_500)]).expect("pay");
+    let log = |store: &Store| format!("{:?}", all_history(store, &bill.id.to_string()));
+    assert!(
+        log(&f.store).contains("+919123456789"),
+        "the first record held it"
+    );
+
+    f.store.erase_customer(wrong.id).expect("erase");
+    assert!(!log(&f.store).contains("56789"), "{}", log(&f.store));
+    let paid = f.store.bill(bill.id).expect("bill");
+    assert_eq!(
+        (paid.total, paid.customer_id, paid.customer_phone.as_deref()),
+        (2_500, Some(right.id), Some("+919876543210"))
+    );
+    assert_eq!(
+        f.store.customer_summary(right.id).expect("summary").visits,
+        1
+    );
+    assert!(f.store.verify().expect("verify").is_ok());
+}
+
 #[test]
 fn erase_works_on_a_deleted_customer_and_refuses_unknown_ids() {
     let f = Fixture::new();

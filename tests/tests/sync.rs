@@ -474,6 +474,79 @@ fn an_erasure_wins_over_an_offline_edit_made_after_it() {
     server.stop();
 }
 
+/// A bill opened at one till for the wrong customer and moved to the right
+/// one before payment carries the wrong customer's phone in its first
+/// records, on the server and at every till of the store. Erasing the wrong
+/// customer clears it there; the right customer's phone stays.
+#[test]
+fn an_erasure_reaches_a_bill_moved_off_the_customer_before_payment() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let b = Till::new(&server, dir.path(), "S1", "T2");
+    // B bootstraps first, so it pulls the bill's changes one by one.
+    b.sync();
+    let wrong = a
+        .store
+        .create_customer(NewCustomer::named("Ravi Kumar").with_phone("91234 56789"))
+        .expect("wrong");
+    let right = a
+        .store
+        .create_customer(NewCustomer::named("Asha Rao").with_phone("98765 43210"))
+        .expect("right");
+    let bill = a
+        .store
+        .open_bill(NewBill {
+            customer_id: Some(wrong.id),
+            lines: vec![NewLine::item("TEA", "Tea", 1, 150)],
+            ..NewBill::default()
+        })
+        .expect("open");
+    a.sync();
+    a.store
+        .set_bill_customer(bill.id, Some(right.id))
+        .expect("move");
+    a.store.pay(bill.id, &[Tender::cash(150)]).expect("pay");
+    a.sync();
+    b.sync();
+    let id = bill.id.to_string();
+    let served = |server: &Server| -> String {
+        let db = Connection::open(
+            server
+                .data
+                .join(till_sync_server::storage::sqlite::FILE_NAME),
+        )
+        .expect("server db");
+        let entries: Vec<String> = db
+            .prepare("SELECT change FROM log WHERE entity_id = ?1")
+            .expect("prepare")
+            .query_map([&id], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        entries.join("\n")
+    };
+    assert!(served(&server).contains("+919123456789"), "held before");
+    assert!(!log_mentions(&b, &id, "+919123456789").is_empty());
+
+    a.store.erase_customer(wrong.id).expect("erase");
+    a.sync();
+    b.sync();
+    let log = served(&server);
+    assert!(!log.contains("56789"), "{log}");
+    assert!(
+        log.contains("+919876543210"),
+        "the right customer's phone stays"
+    );
+    for till in [&a, &b] {
+        assert_eq!(log_mentions(till, &id, "56789"), Vec::<String>::new());
+        assert!(!log_mentions(till, &id, "+919876543210").is_empty());
+        let paid = till.store.bill(bill.id).expect("bill");
+        assert_eq!(paid.customer_phone.as_deref(), Some("+919876543210"));
+    }
+    server.stop();
+}
+
 fn forge_update(till: &Till, id: &str, fields: Value) -> String {
     let conn = Connection::open(till.store.path()).expect("open");
     let change_id = Uuid::now_v7().to_string();

@@ -113,6 +113,15 @@ pub(crate) fn write_row(
     after: &Bill,
 ) -> Result<i64> {
     let inserted = rid.is_none();
+    if let Some(past) = before.and_then(|b| b.customer_id) {
+        if after.customer_id != Some(past) {
+            // Its change records keep that customer's phone (see v11.sql).
+            w.tx.prepare_cached(
+                "INSERT OR IGNORE INTO bill_past_customers (customer_id, bill_id) VALUES (?1, ?2)",
+            )?
+            .execute([past.to_string(), after.id.to_string()])?;
+        }
+    }
     let rid = match rid {
         None => {
             // Parameters by position, in the order of the columns: a named

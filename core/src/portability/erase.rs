@@ -16,7 +16,8 @@
 //!   `before` they become `null`; in `fields`, the values sync replays, they
 //!   become the erased record's values (`"Erased customer"`, `null`, empty),
 //!   so every change stays a valid change of the model and a replay of the
-//!   log ends in the erased record. On the customer's bills, `customer_phone`
+//!   log ends in the erased record. On the customer's bills, and on bills
+//!   moved off them before payment (`bill_past_customers`), `customer_phone`
 //!   becomes `null` in both;
 //! - no trace stays in the files: the store zeroes freed space
 //!   (`secure_delete`, set when it opens), the whole FTS5 index is merged so
@@ -53,9 +54,6 @@ pub const PERSONAL_FIELDS: [&str; 7] = [
 
 /// The op of an erasure's change, a till's or the server's.
 pub const ERASE_OP: &str = "erase";
-
-/// The bill fields that hold the customer's personal data.
-pub const BILL_PERSONAL_FIELDS: [&str; 1] = ["customer_phone"];
 
 impl Store {
     /// Erases customer `id`'s personal data (see the module docs) and returns
@@ -125,25 +123,39 @@ pub(crate) fn scrub(w: &mut Writer<'_>, erased: &Customer) -> Result<()> {
     w.tx.prepare_cached("INSERT INTO customers_fts (customers_fts) VALUES ('optimize')")?
         .execute([])?;
 
+    // Their bills, and the bills moved off them before payment.
     let bill_ids: Vec<String> =
-        w.tx.prepare_cached("SELECT id FROM bills WHERE customer_id = ?1")?
-            .query_map([&id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        w.tx.prepare_cached(
+            "SELECT id FROM bills WHERE customer_id = ?1
+             UNION SELECT bill_id FROM bill_past_customers WHERE customer_id = ?1",
+        )?
+        .query_map([&id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     w.tx.prepare_cached(
         "UPDATE bills SET customer_phone = NULL
          WHERE customer_id = ?1 AND customer_phone IS NOT NULL",
     )?
     .execute([&id])?;
 
-    redact_changes(w, customers::ENTITY, &id, &PERSONAL_FIELDS)?;
+    redact_changes(w, customers::ENTITY, &id, |fields, before| {
+        redact(fields, before, &PERSONAL_FIELDS)
+    })?;
     for bill_id in &bill_ids {
-        redact_changes(w, bills::ENTITY, bill_id, &BILL_PERSONAL_FIELDS)?;
+        redact_changes(w, bills::ENTITY, bill_id, |fields, before| {
+            redact_bill(fields, before, &id)
+        })?;
     }
     Ok(())
 }
 
-/// Redacts the change records of `entity` `entity_id` (see [`redact`]).
-fn redact_changes(w: &Writer<'_>, entity: &str, entity_id: &str, keys: &[&str]) -> Result<()> {
+/// Redacts the change records of `entity` `entity_id` with `redaction`
+/// ([`redact`] or [`redact_bill`]).
+fn redact_changes(
+    w: &Writer<'_>,
+    entity: &str,
+    entity_id: &str,
+    redaction: impl Fn(&mut Map<String, Value>, &mut Map<String, Value>) -> bool,
+) -> Result<()> {
     let rows: Vec<(i64, String, Option<String>)> =
         w.tx.prepare_cached(
             "SELECT seq, fields, before FROM changes
@@ -161,7 +173,7 @@ fn redact_changes(w: &Writer<'_>, entity: &str, entity_id: &str, keys: &[&str]) 
             Some(text) => serde_json::from_str(&text)?,
             None => Map::new(),
         };
-        if redact(&mut fields, &mut before, keys) {
+        if redaction(&mut fields, &mut before) {
             update.execute(params![
                 seq,
                 serde_json::to_string(&fields)?,
@@ -188,6 +200,26 @@ pub fn redact(
     for key in keys {
         changed |= replace(fields, key, erased_value(key));
         changed |= replace(before, key, Value::Null);
+    }
+    changed
+}
+
+/// Redacts erased customer `customer`'s phone in one change of a bill: on
+/// each side (`fields`, `before`) that names them, or names no customer.
+/// A side naming another customer keeps that customer's phone: a bill moved
+/// between customers before payment holds both. True when anything changed.
+/// The one rule for a device's change log and the server's.
+pub fn redact_bill(
+    fields: &mut Map<String, Value>,
+    before: &mut Map<String, Value>,
+    customer: &str,
+) -> bool {
+    let mut changed = false;
+    for side in [fields, before] {
+        let owner = side.get("customer_id").and_then(Value::as_str);
+        if owner.is_none_or(|owner| owner == customer) {
+            changed |= replace(side, "customer_phone", Value::Null);
+        }
     }
     changed
 }

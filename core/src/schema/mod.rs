@@ -11,7 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 10;
+pub const VERSION: i64 = 11;
 
 /// Brings the database at `conn` to [`VERSION`], creating it when empty.
 /// Foreign keys are off while it runs: an upgrade that rebuilds a table
@@ -75,6 +75,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
             "bills_by_customer",
             include_str!("v10.sql"),
         )?,
+        10 => conn.execute_batch(include_str!("v11.sql"))?,
         _ => unreachable!("no upgrade step from version {version}"),
     }
     Ok(())
@@ -156,6 +157,45 @@ mod tests {
             .expect("definition");
         conn.execute_batch(&sql).expect("build");
         assert_eq!(schema_of(&conn), schema_of(&fresh));
+    }
+
+    /// The upgrade to version 11 finds in the change log the bills moved
+    /// off a customer before it: to another customer, or to none.
+    #[test]
+    fn bills_moved_before_v11_are_found_in_the_change_log() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for v in 0..10 {
+            upgrade_from(&conn, v).expect("old step");
+        }
+        conn.pragma_update(None, "user_version", 10)
+            .expect("version");
+        conn.execute_batch(
+            r#"INSERT INTO changes (change_id, entity, entity_id, op, fields, before, hlc,
+                                    device_id, staff_id, at)
+               VALUES ('c1', 'bill', 'b1', 'open', '{"customer_id":"x","customer_phone":"+91"}',
+                       NULL, 'h1', 'S1/T1', 's', 1),
+                      ('c2', 'bill', 'b1', 'set_customer', '{"customer_id":"y"}',
+                       '{"customer_id":"x"}', 'h2', 'S1/T1', 's', 2),
+                      ('c3', 'bill', 'b2', 'pay', '{"status":"paid"}', '{"status":"open"}',
+                       'h3', 'S1/T1', 's', 3),
+                      ('c4', 'bill', 'b3', 'set_customer', '{"customer_id":null}',
+                       '{"customer_id":"z"}', 'h4', 'S1/T1', 's', 4),
+                      ('c5', 'customer', 'x', 'update', '{"name":"X"}',
+                       '{"customer_id":"q"}', 'h5', 'S1/T1', 's', 5);"#,
+        )
+        .expect("v10 log");
+        migrate(&mut conn).expect("upgrade");
+        let moved: Vec<(String, String)> = conn
+            .prepare("SELECT customer_id, bill_id FROM bill_past_customers ORDER BY 1, 2")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            moved,
+            vec![("x".into(), "b1".into()), ("z".into(), "b3".into())]
+        );
     }
 
     #[test]

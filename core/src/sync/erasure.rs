@@ -13,9 +13,7 @@ use serde_json::Value;
 use super::conflict;
 use super::dedup::{self, Entry, Ledger, MergeRecord};
 use crate::changes::{Change, Fields};
-use crate::portability::erase::{
-    erased_value, redact, BILL_PERSONAL_FIELDS, ERASE_OP, PERSONAL_FIELDS,
-};
+use crate::portability::erase::{erased_value, redact, redact_bill, ERASE_OP, PERSONAL_FIELDS};
 use crate::sync::protocol::field;
 
 /// Whether customer `values` are those of an erased customer.
@@ -48,17 +46,24 @@ pub fn scrub<L: Ledger>(ledger: &mut L, erasing: &Entry, now_ms: i64) -> Result<
     Ok(())
 }
 
-/// Clears customer `id`'s personal data from the log and their bills.
+/// Clears customer `id`'s personal data from the log, their bills and the
+/// bills moved off them before payment.
 fn scrub_record<L: Ledger>(ledger: &mut L, id: &str) -> Result<(), L::Error> {
-    redact_entries(ledger, id, &PERSONAL_FIELDS)?;
+    redact_entries(ledger, id, |fields, before| {
+        redact(fields, before, &PERSONAL_FIELDS)
+    })?;
+    let bill_phone = |fields: &mut Fields, before: &mut Fields| redact_bill(fields, before, id);
     for mut bill in ledger.bills_of(id)? {
-        redact_entries(ledger, &bill.id, &BILL_PERSONAL_FIELDS)?;
+        redact_entries(ledger, &bill.id, bill_phone)?;
         if let Some(phone) = bill.state.values.get_mut("customer_phone") {
             if !phone.is_null() {
                 *phone = Value::Null;
                 ledger.restate_bill(&bill)?;
             }
         }
+    }
+    for bill in ledger.bills_once_of(id)? {
+        redact_entries(ledger, &bill, bill_phone)?;
     }
     Ok(())
 }
@@ -129,10 +134,15 @@ fn redact_merge(record: &mut MergeRecord) -> bool {
     changed
 }
 
-/// Redacts `keys` in every log entry of record `id`.
-fn redact_entries<L: Ledger>(ledger: &mut L, id: &str, keys: &[&str]) -> Result<(), L::Error> {
+/// Redacts every log entry of record `id` with `redaction` ([`redact`] or
+/// [`redact_bill`]).
+fn redact_entries<L: Ledger>(
+    ledger: &mut L,
+    id: &str,
+    redaction: impl Fn(&mut Fields, &mut Fields) -> bool,
+) -> Result<(), L::Error> {
     for (seq, mut change) in ledger.entries_of(id)? {
-        if redact(&mut change.fields, &mut change.before, keys) {
+        if redaction(&mut change.fields, &mut change.before) {
             ledger.rewrite_entry(seq, &change)?;
         }
     }

@@ -37,7 +37,7 @@ use crate::sync::apply::{self, Current, Entity};
 use crate::sync::snapshot;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// The database file's name inside the data directory.
 pub const FILE_NAME: &str = "till-server.db";
 /// How long a connection waits for another's write lock.
@@ -190,6 +190,7 @@ fn migrate(conn: &mut Connection) -> StorageResult<()> {
                 0 => tx.execute_batch(include_str!("schema_v1.sql"))?,
                 1 => tx.execute_batch(include_str!("schema_v2.sql"))?,
                 2 => tx.execute_batch(include_str!("schema_v3.sql"))?,
+                3 => tx.execute_batch(include_str!("schema_v4.sql"))?,
                 _ => {
                     return Err(StorageError::Backend(format!(
                         "no upgrade step from schema {version}"
@@ -350,6 +351,11 @@ fn push_one(
     let was_over_refunded = current
         .as_ref()
         .is_some_and(|c| conflict::over_refunded(&c.state.values));
+    let customer_before = current
+        .as_ref()
+        .and_then(|c| c.state.values.get("customer_id"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
     let resolution = match apply::resolve(scope, change, current, clock) {
         Ok(resolution) => resolution,
         Err(rejection) => {
@@ -378,6 +384,23 @@ fn push_one(
     let seq = ledger.append(&entry)?;
     if entity == Some(Entity::Customer) && !was_erased && erasure::is_erased(&entry.state.values) {
         erasure::scrub(&mut ledger, &entry, now_ms)?;
+    }
+    if entity == Some(Entity::Bill) {
+        if let Some(past) = customer_before {
+            if entry
+                .state
+                .values
+                .get("customer_id")
+                .and_then(serde_json::Value::as_str)
+                != Some(past.as_str())
+            {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO bill_past_customers (tenant, customer_id, bill_id)
+                     VALUES (?1, ?2, ?3)",
+                )?
+                .execute([&scope.tenant, &past, &change.entity_id])?;
+            }
+        }
     }
     if !was_over_refunded && conflict::over_refunded(&entry.state.values) {
         tracing::warn!(
@@ -704,6 +727,13 @@ impl Ledger for TenantLedger<'_, '_> {
                 serde_json::to_string(&bill.state)?
             ])?;
         Ok(())
+    }
+
+    fn bills_once_of(&mut self, id: &str) -> StorageResult<Vec<String>> {
+        self.ids(
+            "SELECT bill_id FROM bill_past_customers WHERE tenant = ?1 AND customer_id = ?2",
+            id,
+        )
     }
 
     fn merges_of(&mut self, id: &str) -> StorageResult<Vec<MergeRecord>> {
@@ -1198,6 +1228,52 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// The upgrade to version 4 finds in the log the bills moved off a
+    /// customer before it, leaving out a merge's moves (the same person).
+    #[test]
+    fn bills_moved_before_version_4_are_found_in_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let conn = Connection::open(dir.path().join(FILE_NAME)).expect("v3");
+            for step in [
+                include_str!("schema_v1.sql"),
+                include_str!("schema_v2.sql"),
+                include_str!("schema_v3.sql"),
+            ] {
+                conn.execute_batch(step).expect("old schema");
+            }
+            conn.execute_batch(
+                r#"INSERT INTO log (tenant, seq, store, entity, entity_id, change) VALUES
+                   ('t1', 1, 'S1', 'bill', 'b1',
+                    '{"op":"open","fields":{"customer_id":"x"},"before":{}}'),
+                   ('t1', 2, 'S1', 'bill', 'b1',
+                    '{"op":"set_customer","fields":{"customer_id":"y"},"before":{"customer_id":"x"}}'),
+                   ('t1', 3, 'S1', 'bill', 'b2',
+                    '{"op":"move_customer","fields":{"customer_id":"s"},"before":{"customer_id":"l"}}'),
+                   ('t2', 4, 'S1', 'bill', 'b3',
+                    '{"op":"set_customer","fields":{"customer_id":null},"before":{"customer_id":"z"}}');
+                   PRAGMA user_version = 3;"#,
+            )
+            .expect("v3 log");
+        }
+        let storage = SqliteStorage::open(dir.path()).expect("upgrade");
+        let conn = lock(&storage.inner.writer);
+        let moved: Vec<(String, String, String)> = conn
+            .prepare("SELECT tenant, customer_id, bill_id FROM bill_past_customers ORDER BY 1")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            moved,
+            vec![
+                ("t1".into(), "x".into(), "b1".into()),
+                ("t2".into(), "z".into(), "b3".into())
+            ]
+        );
     }
 
     #[test]

@@ -150,6 +150,11 @@ impl Ledger for Memory {
         Ok(())
     }
 
+    fn bills_once_of(&mut self, _id: &str) -> Result<Vec<String>, Infallible> {
+        // Bills here are final when pushed: none moves before payment.
+        Ok(Vec::new())
+    }
+
     fn merges_of(&mut self, id: &str) -> Result<Vec<MergeRecord>, Infallible> {
         Ok(self
             .merges
