@@ -307,7 +307,7 @@ pub trait Ledger {
     fn bills_of(&mut self, id: &str) -> Result<Vec<StoredBill>, Self::Error>;
     /// Ids of the bills moved off customer `id` before payment (to another
     /// customer or none), in every store: for erasure.
-    fn bills_once_of(&mut self, id: &str) -> Result<Vec<String>, Self::Error>;
+    fn bills_moved_off(&mut self, id: &str) -> Result<Vec<String>, Self::Error>;
     /// Stores `entry`'s record and logs its change at the next server
     /// sequence, which it returns.
     fn append(&mut self, entry: &Entry) -> Result<i64, Self::Error>;

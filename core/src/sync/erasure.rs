@@ -62,7 +62,7 @@ fn scrub_record<L: Ledger>(ledger: &mut L, id: &str) -> Result<(), L::Error> {
             }
         }
     }
-    for bill in ledger.bills_once_of(id)? {
+    for bill in ledger.bills_moved_off(id)? {
         redact_entries(ledger, &bill, bill_phone)?;
     }
     Ok(())

@@ -729,7 +729,7 @@ impl Ledger for TenantLedger<'_, '_> {
         Ok(())
     }
 
-    fn bills_once_of(&mut self, id: &str) -> StorageResult<Vec<String>> {
+    fn bills_moved_off(&mut self, id: &str) -> StorageResult<Vec<String>> {
         self.ids(
             "SELECT bill_id FROM bill_past_customers WHERE tenant = ?1 AND customer_id = ?2",
             id,

@@ -150,7 +150,7 @@ impl Ledger for Memory {
         Ok(())
     }
 
-    fn bills_once_of(&mut self, _id: &str) -> Result<Vec<String>, Infallible> {
+    fn bills_moved_off(&mut self, _id: &str) -> Result<Vec<String>, Infallible> {
         // Bills here are final when pushed: none moves before payment.
         Ok(Vec::new())
     }
