@@ -112,8 +112,9 @@ impl Plan {
     fn new(scale: Scale) -> Plan {
         // Quick is sized to take about two minutes on the 2-core machine the
         // project measures on: ~12 s of customers, ~75 s of bills (at ~670
-        // bills/s), ~20 s of measurements. Full takes ~2.5 hours there and
-        // ~23 GB in TMPDIR (~4.3 kB per bill, most of it change log).
+        // bills/s), ~20 s of measurements. A full population takes ~1.7
+        // hours there and ~21 GB under target/bench (~3.8 kB per bill, most
+        // of it change log); measuring on it takes minutes.
         Plan {
             customers: scale.pick(15_000, 1_000_000),
             bills: scale.pick(50_000, 5_000_000),
