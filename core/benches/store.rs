@@ -63,7 +63,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rusqlite::Connection;
-use till_bench::{Args, CpuWait, Report, Samples, Scale, Summary, Target};
+use till_bench::{Args, CpuWait, Figure, Report, Samples, Scale, Summary, Target};
 use till_core::{NewBill, NewCustomer, NewLine, RefundLine, Store, StoreOptions, Tender};
 use uuid::Uuid;
 
@@ -190,6 +190,8 @@ struct Bench<'p> {
     /// Index of the next mobile number no run has used ([`mobile`]), for
     /// the new numbers of find-or-create.
     next_new_number: usize,
+    /// The figures of the population the data set holds, for later runs.
+    populated: Vec<Figure>,
 }
 
 impl<'p> Bench<'p> {
@@ -215,6 +217,7 @@ impl<'p> Bench<'p> {
             bills_of: Vec::with_capacity(plan.customers),
             bills_written: 0,
             next_new_number: 500_000_000,
+            populated: Vec::new(),
             plan,
         })
     }
@@ -226,6 +229,7 @@ impl<'p> Bench<'p> {
         self.populate_bills()?;
         let populated = started.elapsed().as_secs_f64();
         self.report.figure("store.populate_s", populated, "s", None);
+        self.populated = self.report.figures().to_vec();
         Ok(())
     }
 
@@ -254,13 +258,8 @@ impl<'p> Bench<'p> {
             "bills_written {}\nnext_new_number {}\n",
             self.bills_written, self.next_new_number
         );
-        for f in self.report.figures() {
-            if f.name.starts_with("store.populate")
-                || f.name.starts_with("store.customers_per_s")
-                || f.name.contains("bills_per_s")
-            {
-                text += &format!("figure {} {} {}\n", f.name, f.value, f.unit);
-            }
+        for f in &self.populated {
+            text += &format!("figure {} {} {}\n", f.name, f.value, f.unit);
         }
         for (id, bills) in self.ids.iter().zip(&self.bills_of) {
             text += &format!("customer {id} {bills}\n");
@@ -281,6 +280,7 @@ impl<'p> Bench<'p> {
                 ["next_new_number", n] => self.next_new_number = n.parse()?,
                 ["figure", name, value, unit] => {
                     self.report.figure(name, value.parse()?, unit, None);
+                    self.populated.extend(self.report.figures().last().cloned());
                 }
                 ["customer", id, bills] => {
                     self.ids.push(id.parse()?);
