@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::{change, customer_with_bill, outbox, scope, till, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use till_core::sync::protocol::{MAX_PUSH_BATCH, PROTOCOL_HEADER};
+use till_core::sync::protocol::{PushOutcome, MAX_PUSH_BATCH, PROTOCOL_HEADER};
 use till_core::{CustomerUpdate, NewBill, NewLine, Tender};
 use till_sync_server::auth;
 use till_sync_server::storage::{Horizon, Storage, StorageError};
@@ -430,6 +430,44 @@ async fn a_batch_clamped_to_server_time_keeps_the_devices_order() {
         .map(|c| c["hlc"].as_str().expect("hlc"))
         .collect();
     assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+    server.stop().await;
+}
+
+/// The same till's two batches can reach the server within one
+/// millisecond (a retry racing its original, or a push right after
+/// another). Clamped, both land on that millisecond; the later edit must
+/// still win, not be taken for a replay of the earlier one.
+#[tokio::test]
+async fn two_batches_clamped_into_one_millisecond_keep_the_devices_order() {
+    let server = Server::start().await;
+    server.enroll("t1", "S1", "T1").await;
+    let t2 = server.enroll("t1", "S1", "T2").await;
+    let t1 = scope("t1", "S1", "T1");
+    let id = Uuid::now_v7().to_string();
+    let now = now_ms();
+    let ahead = now + 3_600_000;
+    for (name, at) in [("Ahsa Rao", 0), ("Asha Rao", 10)] {
+        let edit = change("S1/T1", "customer", &id, json!({"name": name}), ahead + at);
+        let edit = serde_json::from_value(edit).expect("a change");
+        let results = server
+            .storage
+            .push(&t1, vec![edit], now)
+            .await
+            .expect("push");
+        assert!(
+            matches!(results[0], PushOutcome::Accepted { .. }),
+            "{results:?}"
+        );
+    }
+    let (pulled, _) = server.pull_all(&t2, 10).await;
+    let names: Vec<&Value> = pulled.iter().map(|c| &c["fields"]["name"]).collect();
+    assert_eq!(names, [&json!("Ahsa Rao"), &json!("Asha Rao")]);
+    let stamps: Vec<&str> = pulled
+        .iter()
+        .map(|c| c["hlc"].as_str().expect("hlc"))
+        .collect();
+    assert!(stamps[0] < stamps[1], "{stamps:?}");
+    assert!(stamps[1].starts_with(&format!("{now:015}-")), "{stamps:?}");
     server.stop().await;
 }
 

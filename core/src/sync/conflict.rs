@@ -111,8 +111,7 @@ pub fn wins(incoming: &str, current: Option<&str>) -> bool {
     current.is_none_or(|current| incoming > current)
 }
 
-/// The server's clock over one device's batch of changes, at server time
-/// `now_ms`.
+/// The server's clock over one device's changes, at server time `now_ms`.
 #[derive(Debug, Clone)]
 pub struct Clamp {
     now_ms: i64,
@@ -120,9 +119,10 @@ pub struct Clamp {
 }
 
 impl Clamp {
-    /// A clock for a batch received at `now_ms`.
-    pub fn new(now_ms: i64) -> Clamp {
-        Clamp { now_ms, last: None }
+    /// A clock for a batch received at `now_ms` from a device whose last
+    /// clamped stamp, from any earlier batch, was `last`.
+    pub fn new(now_ms: i64, last: Option<Hlc>) -> Clamp {
+        Clamp { now_ms, last }
     }
 
     /// Whether `stamp` runs more than [`MAX_CLOCK_AHEAD_MS`] ahead.
@@ -132,23 +132,32 @@ impl Clamp {
 
     /// `stamp` pulled back to the server's time when it runs ahead; `None`
     /// when it is fine as it is. A device ahead of the server has every
-    /// stamp of its batch ahead, and all of them land on the same
-    /// millisecond: each one after the first takes a counter past the one
-    /// before, so the device's edits keep their order and none is taken
-    /// for a replay of another.
+    /// stamp ahead, and all of those the server receives within one
+    /// millisecond land on it, in one batch or in several: each one takes a
+    /// counter past the last one clamped, so the device's edits keep their
+    /// order and none is taken for a replay of another.
     pub fn stamp(&mut self, stamp: &Hlc) -> Option<Hlc> {
         if !self.ahead(stamp) {
             return None;
         }
-        let mut clamped = Hlc {
-            wall_ms: self.now_ms,
-            ..stamp.clone()
+        let clamped = match self.last.as_ref() {
+            Some(last) if last.wall_ms >= self.now_ms => Hlc {
+                wall_ms: last.wall_ms,
+                counter: last.counter.saturating_add(1),
+                node: stamp.node.clone(),
+            },
+            _ => Hlc {
+                wall_ms: self.now_ms,
+                ..stamp.clone()
+            },
         };
-        if let Some(last) = self.last.as_ref().filter(|last| clamped <= **last) {
-            clamped.counter = last.counter.saturating_add(1);
-        }
         self.last = Some(clamped.clone());
         Some(clamped)
+    }
+
+    /// The last stamp this clock clamped, to seed the device's next batch.
+    pub fn last(&self) -> Option<&Hlc> {
+        self.last.as_ref()
     }
 }
 
@@ -893,7 +902,7 @@ mod tests {
                 counter: 3,
                 node: "S1/T1".into(),
             };
-            let clamped = Clamp::new(now).stamp(&s);
+            let clamped = Clamp::new(now, None).stamp(&s);
             assert_eq!(clamped.as_ref().map(|c| c.wall_ms), expected, "{wall}");
             if let Some(c) = clamped {
                 assert_eq!((c.counter, c.node.as_str()), (3, "S1/T1"));
@@ -910,7 +919,7 @@ mod tests {
             counter,
             node: "S1/T1".into(),
         };
-        let mut clock = Clamp::new(now);
+        let mut clock = Clamp::new(now, None);
         let made = [stamp(ahead, 0), stamp(ahead + 5, 0), stamp(ahead + 5, 1)];
         let clamped: Vec<Hlc> = made
             .iter()
@@ -923,6 +932,18 @@ mod tests {
         );
         // A stamp the server need not clamp is left alone.
         assert_eq!(clock.stamp(&stamp(now, 7)), None);
+
+        // The device's next batch, received in the same millisecond, goes
+        // on after the last stamp of this one, as does one received when
+        // the server's clock has stepped back.
+        for later_now in [now, now - 3] {
+            let mut next = Clamp::new(later_now, clock.last().cloned());
+            let first = next.stamp(&stamp(ahead + 9, 0)).expect("ahead");
+            assert!(first > clamped[2], "{first:?} after {:?}", clamped[2]);
+        }
+        // A batch in a later millisecond starts afresh.
+        let mut next = Clamp::new(now + 1, clock.last().cloned());
+        assert_eq!(next.stamp(&stamp(ahead + 9, 0)), Some(stamp(now + 1, 0)));
     }
 
     fn bill(wall: i64, fields: Value, before: Value) -> Change {

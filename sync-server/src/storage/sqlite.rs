@@ -37,7 +37,7 @@ use crate::sync::apply::{self, Current, Entity};
 use crate::sync::snapshot;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// The database file's name inside the data directory.
 pub const FILE_NAME: &str = "till-server.db";
 /// How long a connection waits for another's write lock.
@@ -191,6 +191,7 @@ fn migrate(conn: &mut Connection) -> StorageResult<()> {
                 1 => tx.execute_batch(include_str!("schema_v2.sql"))?,
                 2 => tx.execute_batch(include_str!("schema_v3.sql"))?,
                 3 => tx.execute_batch(include_str!("schema_v4.sql"))?,
+                4 => tx.execute_batch(include_str!("schema_v5.sql"))?,
                 _ => {
                     return Err(StorageError::Backend(format!(
                         "no upgrade step from schema {version}"
@@ -831,19 +832,30 @@ impl Storage for SqliteStorage {
     ) -> StorageResult<Vec<PushOutcome>> {
         let scope = scope.clone();
         self.write(move |tx| {
-            let mut clock = Clamp::new(now_ms);
+            let last_clamp: Option<String> = tx
+                .prepare_cached(
+                    "SELECT last_clamp FROM devices WHERE tenant = ?1 AND store = ?2 AND id = ?3",
+                )?
+                .query_row([&scope.tenant, &scope.store, &scope.device], |r| r.get(0))?;
+            let last_clamp = last_clamp
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(|_| StorageError::Backend("a device's last clamp is no stamp".into()))?;
+            let mut clock = Clamp::new(now_ms, last_clamp);
             let outcomes = changes
                 .iter()
                 .map(|change| push_one(tx, &scope, change, &mut clock, now_ms))
                 .collect::<StorageResult<Vec<_>>>()?;
             tx.prepare_cached(
-                "UPDATE devices SET last_seen_at = ?4 WHERE tenant = ?1 AND store = ?2 AND id = ?3",
+                "UPDATE devices SET last_seen_at = ?4, last_clamp = ?5
+                 WHERE tenant = ?1 AND store = ?2 AND id = ?3",
             )?
             .execute(rusqlite::params![
                 scope.tenant,
                 scope.store,
                 scope.device,
-                now_ms
+                now_ms,
+                clock.last().map(ToString::to_string)
             ])?;
             Ok(outcomes)
         })

@@ -325,7 +325,7 @@ mod tests {
             check(&me, v).expect("checks")
         };
         let reason = |c: &Change, current: Option<Current>| {
-            resolve(&me, c, current, &mut Clamp::new(10))
+            resolve(&me, c, current, &mut Clamp::new(10, None))
                 .err()
                 .map(|r| r.reason)
         };
@@ -360,7 +360,7 @@ mod tests {
             change_json("customer", json!({"name": "A"}), "S1/T1", now + 3_600_000),
         )
         .expect("checks");
-        let r = resolve(&me, &ahead, None, &mut Clamp::new(now)).expect("accepted");
+        let r = resolve(&me, &ahead, None, &mut Clamp::new(now, None)).expect("accepted");
         assert!(r.clamped);
         assert!(r.effective.hlc.starts_with(&format!("{now:015}-")));
         let fine = check(
@@ -369,7 +369,7 @@ mod tests {
         )
         .expect("checks");
         assert!(
-            !resolve(&me, &fine, None, &mut Clamp::new(now))
+            !resolve(&me, &fine, None, &mut Clamp::new(now, None))
                 .expect("accepted")
                 .clamped
         );

@@ -136,7 +136,7 @@ fn runs_ahead(change: &till_core::Change, now_ms: i64) -> bool {
     change
         .hlc
         .parse::<Hlc>()
-        .is_ok_and(|stamp| Clamp::new(now_ms).ahead(&stamp))
+        .is_ok_and(|stamp| Clamp::new(now_ms, None).ahead(&stamp))
 }
 
 /// `GET /v1/pull?cursor=N&limit=M`: the next page of the device's scope.
