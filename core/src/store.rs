@@ -356,11 +356,11 @@ impl Store {
 
     /// Runs `f` on a read-only connection; sees only committed data.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = match lock(&self.readers).pop() {
+        let mut conn = match lock(&self.readers).pop() {
             Some(conn) => conn,
             None => self.open_reader()?,
         };
-        let result = f(&conn);
+        let result = read_snapshot(&mut conn, f);
         let mut idle = lock(&self.readers);
         if idle.len() < MAX_IDLE_READERS {
             idle.push(conn);
@@ -379,6 +379,19 @@ impl Store {
         configure(&conn)?;
         Ok(conn)
     }
+}
+
+/// Runs `f` in a read transaction on `conn`: its statements all see one
+/// commit. Outside one each statement sees the latest, and a bill read
+/// while a line is added could come back with the new line but the old
+/// totals.
+pub(crate) fn read_snapshot<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let tx = conn.transaction()?;
+    // Dropping `tx` ends the read with a rollback: it wrote nothing.
+    f(&tx)
 }
 
 /// Settings every connection of a store shares.

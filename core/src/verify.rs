@@ -4,12 +4,12 @@
 
 use serde::Serialize;
 
-use crate::bills::ChainProblem;
+use crate::bills::{chain, ChainProblem};
 use crate::customers::{Customer, COLUMNS};
 use crate::error::Result;
 use crate::metrics::{self, Metrics};
 use crate::search::fts;
-use crate::store::Store;
+use crate::store::{read_snapshot, Store};
 use crate::sync::deferred;
 
 /// One inconsistency.
@@ -76,14 +76,15 @@ impl Store {
     /// Checks the whole store: SQLite integrity, metrics against bills, the
     /// bill chain and numbers, orphan lines and payments, search rows.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let mut report = VerifyReport::default();
-        let chain = self.verify_chain()?;
-        report.bills_checked = chain.bills_checked;
         // A fresh connection: FTS5's integrity check in `quick_check` can
         // misreport on a pooled reader whose cached index structure predates
-        // the last writes.
-        let conn = &self.open_reader()?;
-        {
+        // the last writes. Every check reads the same commit, so a write
+        // landing meanwhile (a pull, a sale) cannot look like a mismatch.
+        read_snapshot(&mut self.open_reader()?, |conn| {
+            let mut report = VerifyReport::default();
+            let identity = &self.settings.identity;
+            let chain = chain::verify(conn, &identity.store, &identity.device)?;
+            report.bills_checked = chain.bills_checked;
             let mut quick = conn.prepare("PRAGMA quick_check")?;
             for detail in quick.query_map([], |r| r.get::<_, String>(0))? {
                 let detail = detail?;
@@ -171,7 +172,7 @@ impl Store {
                     report.problems.push(problem);
                 }
             }
-        }
-        Ok(report)
+            Ok(report)
+        })
     }
 }

@@ -2397,3 +2397,43 @@ fn assert_replays_to(history: &[till_core::Change], bill: &till_core::Bill) {
     expected.retain(|_, v| !v.is_null());
     assert_eq!(state, expected, "replayed {}", bill.number);
 }
+
+/// A read sees one state of the file: a bill read while another thread
+/// adds lines to it has its totals and its lines from the same commit,
+/// and a summary's visits agree with the bills it counts.
+#[test]
+fn a_read_never_mixes_two_commits() {
+    let t = till();
+    let asha = t.customer("Asha Rao", "98765 43210");
+    let bill = t
+        .store
+        .open_bill(NewBill {
+            customer_id: Some(asha.id),
+            ..NewBill::default()
+        })
+        .expect("open");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let torn = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut torn = Vec::new();
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || reads < 100 {
+                let read = t.store.bill(bill.id).expect("read");
+                let gross: i64 = read.lines.iter().map(|l| l.gross).sum();
+                if gross != read.total || read.lines.len() as u32 != read.last_line_no {
+                    torn.push((read.total, gross, read.lines.len(), read.last_line_no));
+                }
+                reads += 1;
+            }
+            torn
+        });
+        for i in 0..400 {
+            t.store
+                .add_line(bill.id, item("A", 1, 100 + i))
+                .expect("add line");
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().expect("reader")
+    });
+    assert!(torn.is_empty(), "torn reads: {torn:?}");
+}

@@ -88,14 +88,8 @@ impl Store {
     /// [`CustomerExport`]. Unknown ids are [`Error::NotFound`].
     pub fn export_customer(&self, id: Uuid) -> Result<String> {
         let currency = self.currency().code();
-        let export = self.read(|conn| {
-            // One snapshot for every section: WAL readers see the database as
-            // of the transaction's first read.
-            let tx = conn.unchecked_transaction()?;
-            let export = collect(&tx, id, currency)?;
-            tx.finish()?;
-            Ok(export)
-        })?;
+        // A read is one snapshot: every section comes from the same commit.
+        let export = self.read(|conn| collect(conn, id, currency))?;
         Ok(serde_json::to_string_pretty(&export)?)
     }
 }

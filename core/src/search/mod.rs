@@ -179,11 +179,9 @@ impl Store {
             },
             _ => None,
         };
+        // A read is one snapshot: the candidates, the judged columns and the
+        // rows returned all come from the same commit.
         self.read(|conn| {
-            // One snapshot for the candidates, the judged columns and the
-            // rows returned: a write committing mid-search changes nothing.
-            let tx = conn.unchecked_transaction()?;
-            let conn: &Connection = &tx;
             // Digits alone: the judge ranks what `by_digits` hands it, so its
             // best `RANKED_CANDIDATES_PER_RESULT * limit` suffice. With words,
             // a customer must match them too, so more digit candidates are
