@@ -1201,11 +1201,7 @@ fn partial_refunds_never_exceed_what_was_sold() {
     assert_eq!(quote, 4_750 + 333);
     let r2 = t
         .store
-        .refund(
-            sold.id,
-            &lines,
-            &[Tender::card(4_000, "RF-1"), Tender::cash(1_083)],
-        )
+        .refund(sold.id, &lines, &[Tender::cash(4_000), Tender::cash(1_083)])
         .expect("refund 2");
     assert_eq!(r2.number, number(4));
     assert_eq!(r2.total, 5_083);
@@ -2396,6 +2392,60 @@ fn assert_replays_to(history: &[till_core::Change], bill: &till_core::Bill) {
     let mut expected = recorded_fields(bill);
     expected.retain(|_, v| !v.is_null());
     assert_eq!(state, expected, "replayed {}", bill.number);
+}
+
+/// Card refunds return money only to where it came from: a sale's card
+/// refunds, across every refund of it, add up to no more than it took by
+/// card. Cash may make up the rest.
+#[test]
+fn card_refunds_never_exceed_what_the_sale_took_by_card() {
+    let t = till();
+    let open = t
+        .store
+        .open_bill(NewBill {
+            lines: vec![item("A", 2, 5_000)],
+            ..NewBill::default()
+        })
+        .expect("open");
+    let sold = t
+        .store
+        .pay(open.id, &[Tender::card(6_000, "AP-1"), Tender::cash(4_000)])
+        .expect("pay");
+    t.store
+        .refund(
+            sold.id,
+            &[refund_line(1, 1_000)],
+            &[Tender::card(5_000, "RF-1")],
+        )
+        .expect("first unit back to the card");
+
+    let (changes, last) = (t.change_count(), t.last_number());
+    for tenders in [
+        vec![Tender::card(5_000, "RF-2")],
+        vec![Tender::cash(3_999), Tender::card(1_001, "RF-2")],
+    ] {
+        let field = invalid_field(t.store.refund(sold.id, &[], &tenders));
+        assert_eq!(field, format!("tenders[{}].method", tenders.len() - 1));
+    }
+    assert_eq!((t.change_count(), t.last_number()), (changes, last));
+
+    let rest = t
+        .store
+        .refund(
+            sold.id,
+            &[],
+            &[Tender::card(1_000, "RF-2"), Tender::cash(4_000)],
+        )
+        .expect("the card's last 10.00, the rest in cash");
+    assert_eq!(rest.total, 5_000);
+
+    // A sale paid in cash gives nothing back to a card.
+    let cash_sale = sale(&t, None, vec![item("B", 1, 700)]);
+    assert_invalid(
+        t.store
+            .refund(cash_sale.id, &[], &[Tender::card(700, "RF-3")]),
+        "tenders[0].method",
+    );
 }
 
 /// A read sees one state of the file: a bill read while another thread

@@ -465,7 +465,8 @@ impl TillStore {
         Ok(self.store.void_bill(id)?.into())
     }
 
-    /// Refunds quantities of a paid sale's lines as a new refund bill.
+    /// Refunds quantities of a paid sale's lines as a new refund bill; card
+    /// tenders take back no more than the sale took by card.
     pub fn refund(
         &self,
         bill_id: String,

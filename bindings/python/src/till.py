@@ -531,7 +531,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_receipt() != 51308:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_till_ffi_checksum_method_tillstore_refund() != 26058:
+    if lib.uniffi_till_ffi_checksum_method_tillstore_refund() != 41457:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_till_ffi_checksum_method_tillstore_refund_quote() != 28725:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -5885,7 +5885,8 @@ class TillStoreProtocol(typing.Protocol):
         raise NotImplementedError
     def refund(self, bill_id: str,lines: typing.List[RefundLine],tenders: typing.List[Tender]) -> Bill:
         """
-        Refunds quantities of a paid sale's lines as a new refund bill.
+        Refunds quantities of a paid sale's lines as a new refund bill; card
+        tenders take back no more than the sale took by card.
 """
         raise NotImplementedError
     def refund_quote(self, bill_id: str,lines: typing.List[RefundLine]) -> int:
@@ -6427,7 +6428,8 @@ class TillStore(TillStoreProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     def refund(self, bill_id: str,lines: typing.List[RefundLine],tenders: typing.List[Tender]) -> Bill:
         """
-        Refunds quantities of a paid sale's lines as a new refund bill.
+        Refunds quantities of a paid sale's lines as a new refund bill; card
+        tenders take back no more than the sale took by card.
 """
         
         _UniffiFfiConverterString.check_lower(bill_id)

@@ -4614,7 +4614,8 @@ export interface TillStoreLike {
  */
     receipt(billId: string, width: ReceiptWidth) /*throws*/: string;
 /**
- * Refunds quantities of a paid sale's lines as a new refund bill.
+ * Refunds quantities of a paid sale's lines as a new refund bill; card
+ * tenders take back no more than the sale took by card.
  */
     refund(billId: string, lines: Array<RefundLine>, tenders: Array<Tender>) /*throws*/: Bill;
 /**
@@ -5188,7 +5189,8 @@ private constructor(pointer: UniffiHandle) {
     }
     
 /**
- * Refunds quantities of a paid sale's lines as a new refund bill.
+ * Refunds quantities of a paid sale's lines as a new refund bill; card
+ * tenders take back no more than the sale took by card.
  */
     refund(billId: string, lines: Array<RefundLine>, tenders: Array<Tender>): Bill /*throws*/ {
     const __rb: Uint8Array = uniffiCaller.rustCallWithError(
@@ -5824,7 +5826,7 @@ function uniffiEnsureInitialized() {
     if (nativeModule().ubrn_uniffi_till_ffi_checksum_method_tillstore_receipt() !== 51308) {
         throw new UniffiInternalError.ApiChecksumMismatch("uniffi_till_ffi_checksum_method_tillstore_receipt");
     }
-    if (nativeModule().ubrn_uniffi_till_ffi_checksum_method_tillstore_refund() !== 26058) {
+    if (nativeModule().ubrn_uniffi_till_ffi_checksum_method_tillstore_refund() !== 41457) {
         throw new UniffiInternalError.ApiChecksumMismatch("uniffi_till_ffi_checksum_method_tillstore_refund");
     }
     if (nativeModule().ubrn_uniffi_till_ffi_checksum_method_tillstore_refund_quote() !== 28725) {

@@ -931,7 +931,8 @@ public protocol TillStoreProtocol: AnyObject, Sendable {
     func receipt(billId: String, width: ReceiptWidth) throws  -> String
     
     /**
-     * Refunds quantities of a paid sale's lines as a new refund bill.
+     * Refunds quantities of a paid sale's lines as a new refund bill; card
+     * tenders take back no more than the sale took by card.
      */
     func refund(billId: String, lines: [RefundLine], tenders: [Tender]) throws  -> Bill
     
@@ -1251,7 +1252,8 @@ open func receipt(billId: String, width: ReceiptWidth)throws  -> String  {
 }
     
     /**
-     * Refunds quantities of a paid sale's lines as a new refund bill.
+     * Refunds quantities of a paid sale's lines as a new refund bill; card
+     * tenders take back no more than the sale took by card.
      */
 open func refund(billId: String, lines: [RefundLine], tenders: [Tender])throws  -> Bill  {
     return try  FfiConverterTypeBill_lift(try rustCallWithError(FfiConverterTypeTillError_lift) {
@@ -7520,7 +7522,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_till_ffi_checksum_method_tillstore_receipt() != 51308) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_till_ffi_checksum_method_tillstore_refund() != 26058) {
+    if (uniffi_till_ffi_checksum_method_tillstore_refund() != 41457) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_till_ffi_checksum_method_tillstore_refund_quote() != 28725) {

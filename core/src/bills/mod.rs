@@ -404,6 +404,47 @@ fn settle(tenders: &[Tender], total: i64, first_seq: u32) -> Result<(Vec<Payment
     Ok((payments, change))
 }
 
+/// Card refunds go back only as far as `sale` took by card: what its card
+/// tenders paid less what earlier refunds, from any till, returned to
+/// cards. Money never leaves for a card it did not come from; cash and
+/// other tenders (store credit) are the shop's own call.
+fn check_card_refund(conn: &Connection, sale: &Bill, tenders: &[Tender]) -> Result<()> {
+    let taken: i64 = sale
+        .payments
+        .iter()
+        .filter(|p| p.method == TenderMethod::Card)
+        .map(|p| p.amount)
+        .sum();
+    let returned: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(p.amount), 0) FROM bills b
+             JOIN bill_payments p ON p.bill_rid = b.rid
+             WHERE b.refund_of = ?1 AND p.method = ?2",
+        )?
+        .query_row(
+            params![sale.id.to_string(), TenderMethod::Card.as_str()],
+            |r| r.get(0),
+        )?;
+    let mut room = taken - returned;
+    for (i, t) in tenders.iter().enumerate() {
+        if t.method != TenderMethod::Card {
+            continue;
+        }
+        if t.amount > room {
+            return Err(Error::invalid(
+                format!("tenders[{i}].method"),
+                format!(
+                    "a card may take back {} more minor units: what the sale took by card, \
+                     less earlier card refunds",
+                    room.max(0)
+                ),
+            ));
+        }
+        room -= t.amount;
+    }
+    Ok(())
+}
+
 /// What refunding `lines` of `sale` does (all that remains when `lines` is
 /// empty): the sale with its refunded quantities moved on, and the refund's
 /// lines. Pure, so a quote and the refund itself compute the same amounts.
@@ -698,7 +739,8 @@ impl Store {
     /// Refunds quantities of a paid sale's lines (all that remains when
     /// `lines` is empty), paid back with `tenders` that add up to the refund
     /// exactly. Returns the refund bill; the sale moves to partly refunded or
-    /// refunded. Never refunds more than was sold, across all refunds.
+    /// refunded. Never refunds more than was sold, nor more to cards than
+    /// the sale took by card, across all refunds.
     pub fn refund(&self, bill_id: Uuid, lines: &[RefundLine], tenders: &[Tender]) -> Result<Bill> {
         self.write(|w| {
             let (rid, before) = load(&w.tx, &bill_id.to_string(), false)?;
@@ -712,6 +754,7 @@ impl Store {
                     format!("must add up to the refund of {amount} minor units exactly"),
                 ));
             }
+            check_card_refund(&w.tx, &before, tenders)?;
 
             let identity = &w.settings.identity;
             // A line's refunded share is rounded from the whole line, so it

@@ -1027,7 +1027,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_till_ffi_checksum_method_tillstore_receipt() != 51308) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_till_ffi_checksum_method_tillstore_refund() != 26058) {
+    if (lib.uniffi_till_ffi_checksum_method_tillstore_refund() != 41457) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_till_ffi_checksum_method_tillstore_refund_quote() != 28725) {
@@ -2072,7 +2072,8 @@ public interface TillStoreInterface {
     fun `receipt`(`billId`: kotlin.String, `width`: ReceiptWidth): kotlin.String
     
     /**
-     * Refunds quantities of a paid sale's lines as a new refund bill.
+     * Refunds quantities of a paid sale's lines as a new refund bill; card
+     * tenders take back no more than the sale took by card.
      */
     fun `refund`(`billId`: kotlin.String, `lines`: List<RefundLine>, `tenders`: List<Tender>): Bill
     
@@ -2457,7 +2458,8 @@ open class TillStore: Disposable, AutoCloseable, TillStoreInterface
 
     
     /**
-     * Refunds quantities of a paid sale's lines as a new refund bill.
+     * Refunds quantities of a paid sale's lines as a new refund bill; card
+     * tenders take back no more than the sale took by card.
      */
     @Throws(TillException::class)override fun `refund`(`billId`: kotlin.String, `lines`: List<RefundLine>, `tenders`: List<Tender>): Bill {
             return FfiConverterTypeBill.lift(
