@@ -780,6 +780,39 @@ fn pushing_the_same_outbox_twice_applies_it_once() {
     server.stop();
 }
 
+/// A till running an app from before voids were sealed voids a paid sale
+/// of another till. The void reaches the till that issued the sale through
+/// the server, so that till seals it as its own: its chain stays intact.
+#[test]
+fn a_void_from_an_older_till_is_sealed_by_the_till_that_issued_the_sale() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let a = Till::new(&server, dir.path(), "S1", "T1");
+    let older = Till::new(&server, dir.path(), "S1", "T2");
+    let sale = sell_to(&a.store, None, "TEA", 300);
+    a.sync();
+    older.sync();
+
+    older.store.void_bill(sale.id).expect("void");
+    let mut outbox = older.store.pending_changes(10).expect("outbox");
+    assert_eq!(outbox.len(), 1);
+    // As the older app wrote it: no seal.
+    let void = &mut outbox[0];
+    assert!(void.fields.remove("void_seal").is_some());
+    void.before.remove("void_seal");
+    let body = serde_json::json!({ "changes": outbox });
+    let results = push_raw(&server, &older, &body);
+    assert_eq!(results[0]["outcome"], "accepted", "{results:?}");
+
+    a.sync();
+    let voided = a.store.bill(sale.id).expect("bill");
+    assert_eq!(voided.status, till_core::BillStatus::Voided);
+    assert!(voided.void_seal.is_some());
+    let report = a.store.verify().expect("verify");
+    assert!(report.is_ok(), "{report:?}");
+    server.stop();
+}
+
 /// Pushes `body` to the server as `till` without going through the client.
 fn push_raw(server: &Server, till: &Till, body: &Value) -> Vec<Value> {
     use std::io::{Read, Write};

@@ -142,7 +142,7 @@ pub(crate) fn void_seal(bill: &Bill) -> Result<String> {
 }
 
 /// Whether `bill` reads as a sale voided after it was paid.
-fn voided_after_payment(bill: &Bill) -> bool {
+pub(crate) fn voided_after_payment(bill: &Bill) -> bool {
     bill.kind == BillKind::Sale && bill.status == BillStatus::Voided && bill.paid_total > 0
 }
 

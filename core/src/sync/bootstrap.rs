@@ -166,7 +166,7 @@ pub(crate) fn apply_page(
                 observe(w, &hlc);
                 let id = bill.id.to_string();
                 if !pending.contains(&id) && !bills::exists(&w.tx, &id)? {
-                    incoming::place_in_chain(w, &mut bill, None);
+                    incoming::place_in_chain(w, &mut bill, None)?;
                     bills::write_row(w, None, None, &bill)?;
                     applied.changed += 1;
                     continue;

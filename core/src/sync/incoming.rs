@@ -48,7 +48,7 @@ use uuid::Uuid;
 
 use super::protocol::{RawServerChange, ServerChange};
 use super::{bootstrap, erasure, held, SyncError};
-use crate::bills::{self, Bill};
+use crate::bills::{self, chain, Bill};
 use crate::changes::{Change, Fields};
 use crate::clock::Hlc;
 use crate::customers::{self, Customer};
@@ -221,7 +221,7 @@ fn apply_pulled_bill(w: &Writer<'_>, raw: &RawServerChange, bill: Bill) -> Resul
 /// reading the customer's other bills per pulled bill made pulls quadratic
 /// in a regular's history.
 fn insert_new_bill(w: &Writer<'_>, mut bill: Bill) -> Result<()> {
-    place_in_chain(w, &mut bill, None);
+    place_in_chain(w, &mut bill, None)?;
     bills::write_row(w, None, None, &bill)?;
     crate::metrics::add_bill(w, &bill)
 }
@@ -429,7 +429,7 @@ pub(super) fn apply_bill(w: &Writer<'_>, sc: &ServerChange) -> Result<Option<boo
         insert_new_bill(w, after)?;
         return Ok(Some(true));
     };
-    place_in_chain(w, &mut after, Some(before));
+    place_in_chain(w, &mut after, Some(before))?;
     bills::write_row(w, Some(*rid), Some(before), &after)?;
     let mut touched: BTreeSet<String> = BTreeSet::new();
     touched.extend(after.customer_id.map(|c| c.to_string()));
@@ -451,14 +451,28 @@ pub(super) fn decode_bill(id: &str, mut base: Map<String, Value>, version: i64) 
 /// This device's chain holds its own bills only: another device's bill
 /// keeps its hashes but takes no position here, and one of its own keeps
 /// the position it has (`current`), or else the one it came with.
-pub(super) fn place_in_chain(w: &Writer<'_>, bill: &mut Bill, current: Option<&Bill>) {
+///
+/// A paid sale of its own voided at a till whose app predates void seals
+/// arrives unsealed. It came through the server, not from an edit of the
+/// file, so this device seals it as its own void.
+pub(super) fn place_in_chain(
+    w: &Writer<'_>,
+    bill: &mut Bill,
+    current: Option<&Bill>,
+) -> Result<()> {
     let identity = &w.settings.identity;
     let mine = bill.device_id == identity.device && bill.store_id == identity.store;
     if !mine {
         bill.chain_pos = None;
-    } else if let Some(b) = current {
+        return Ok(());
+    }
+    if let Some(b) = current {
         bill.chain_pos = b.chain_pos;
     }
+    if bill.void_seal.is_none() && chain::voided_after_payment(bill) {
+        bill.void_seal = Some(chain::void_seal(bill)?);
+    }
+    Ok(())
 }
 
 pub(super) fn as_object(value: Value) -> Map<String, Value> {
