@@ -1374,3 +1374,162 @@ fn two_handles_on_one_file_keep_the_device_clock_strictly_increasing() {
         );
     }
 }
+
+/// A letter typed for a digit ("O" for zero) is refused: the parser would
+/// read it as a keypad letter and hand the cashier another customer.
+#[test]
+fn a_letter_typed_in_a_phone_is_refused_not_read_as_a_keypad_digit() {
+    for typed in [
+        "98765 4321O",
+        "98765 4321o",
+        "98765 432l0",
+        "9876S 43210",
+        "98765abc43210",
+    ] {
+        assert_eq!(
+            invalid_field(normalize::phone(typed, phonenumber::country::Id::IN)),
+            "phone",
+            "{typed:?}"
+        );
+    }
+    let store = temp_store();
+    store
+        .create_customer(NewCustomer::named("Somebody Else").with_phone("98765 43216"))
+        .expect("other");
+    assert_eq!(
+        invalid_field(store.find_or_create_by_phone("98765 4321O", "Asha Rao")),
+        "phone"
+    );
+}
+
+/// Phones typed with Devanagari or full-width digits are read as digits;
+/// the number is kept as typed.
+#[test]
+fn native_and_full_width_digits_in_a_phone_are_read_as_digits() {
+    for typed in ["९८७६५४३२१०", "９８７６５４３２１０", "+९१ ९८७६५ ४३२१०"]
+    {
+        let phone = normalize::phone(typed, phonenumber::country::Id::IN).expect(typed);
+        assert_eq!(
+            (phone.e164.as_str(), phone.raw.as_str()),
+            ("+919876543210", typed)
+        );
+    }
+}
+
+/// Invisible format characters (zero-width space, BOM, bidi marks, soft
+/// hyphen) are not a name, and are dropped from one.
+#[test]
+fn a_name_of_only_invisible_characters_is_refused() {
+    let store = temp_store();
+    for invisible in [
+        "\u{200B}",
+        "\u{FEFF}",
+        "\u{2060}",
+        "\u{200E}",
+        "\u{00AD}",
+        " \u{200B} \u{200D} ",
+    ] {
+        assert_eq!(
+            invalid_field(store.create_customer(NewCustomer::named(invisible))),
+            "name",
+            "{invisible:?}"
+        );
+    }
+    assert_eq!(
+        normalize::name("Asha\u{200B} Rao").expect("with a zero-width space"),
+        "Asha Rao"
+    );
+}
+
+/// Erasure is final: an erased customer is not restored, nor given
+/// personal data again.
+#[test]
+fn an_erased_customer_cannot_be_restored() {
+    let store = temp_store();
+    let c = store
+        .create_customer(NewCustomer::named("Asha Rao").with_phone("98765 43210"))
+        .expect("create");
+    let erased = store.erase_customer(c.id).expect("erase");
+    let changes = change_count(store.path());
+    match store.restore_customer(c.id) {
+        Err(Error::InvalidState { state, .. }) => assert_eq!(state, "erased"),
+        other => panic!("restored: {other:?}"),
+    }
+    let update = store.update_customer(
+        c.id,
+        erased.version,
+        CustomerUpdate {
+            phone: Some(Some("98765 43210".into())),
+            ..CustomerUpdate::default()
+        },
+    );
+    assert!(update.is_err(), "{update:?}");
+    assert_eq!(change_count(store.path()), changes);
+    let live = store
+        .list_customers(&CustomerQuery::default())
+        .expect("list");
+    assert!(live.items.is_empty(), "{:?}", live.items);
+}
+
+/// A household number re-typed in another format stays shared: it does
+/// not become one member's identity key.
+#[test]
+fn retyping_a_shared_phone_or_email_keeps_it_shared() {
+    let store = temp_store();
+    let shared = |name: &str| NewCustomer {
+        phone_shared: true,
+        email_shared: true,
+        ..NewCustomer::named(name)
+            .with_phone("98765 43210")
+            .with_email("home@example.com")
+    };
+    let mum = store.create_customer(shared("Mum")).expect("mum");
+    store.create_customer(shared("Dad")).expect("dad");
+    let after = store
+        .update_customer(
+            mum.id,
+            mum.version,
+            CustomerUpdate {
+                phone: Some(Some("+91 98765 43210".into())),
+                email: Some(Some(" Home@Example.com ".into())),
+                ..CustomerUpdate::default()
+            },
+        )
+        .expect("update");
+    assert!(
+        after.phone.as_ref().is_some_and(|p| p.shared),
+        "{:?}",
+        after.phone
+    );
+    assert!(
+        after.email.as_ref().is_some_and(|e| e.shared),
+        "{:?}",
+        after.email
+    );
+    let (kid, created) = store
+        .find_or_create_by_phone("98765 43210", "Kid")
+        .expect("find or create");
+    assert!(created, "the household number found {}", kid.name);
+}
+
+/// A tag is bounded as stored, after lower-casing ("İ" becomes two
+/// characters).
+#[test]
+fn a_tag_stays_within_its_bound_after_lower_casing() {
+    let tag = "İ".repeat(normalize::TAG_MAX);
+    assert_eq!(invalid_field(normalize::tags(&[tag])), "tags");
+}
+
+/// Notes keep line breaks and tabs but refuse other control characters.
+#[test]
+fn notes_refuse_control_characters() {
+    let store = temp_store();
+    let with = |notes: &str| {
+        store.create_customer(NewCustomer {
+            notes: notes.into(),
+            ..NewCustomer::named("Asha")
+        })
+    };
+    assert_eq!(invalid_field(with("likes tea\u{0}\u{1b}[2J\u{7}")), "notes");
+    with("likes tea\r\n\tand cake").expect("line breaks and tabs");
+}

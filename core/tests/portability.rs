@@ -641,6 +641,20 @@ fn csv_import_refuses_a_bad_header_or_file_with_nothing_written() {
     assert_eq!(refused("phone\n98765 43210\n").0, "header");
     assert_eq!(refused("name,Name\nA,B\n").0, "header");
     assert_eq!(refused("").0, "header");
+    // A file without a header row: its first row is a customer, and the
+    // error names none of their data.
+    for csv in [
+        "Asha Rao,98765 43210,asha@example.com\n",
+        "98765 43210,Asha Rao\n",
+        "asha@example.com,Asha Rao\n",
+    ] {
+        let (field, reason) = refused(csv);
+        assert_eq!(field, "header");
+        assert!(reason.contains("is missing"), "{reason}");
+        for personal in ["asha", "98765"] {
+            assert!(!reason.to_lowercase().contains(personal), "{reason}");
+        }
+    }
 
     // More rows than the cap: refused before any row is written.
     let mut big = String::from("name\n");

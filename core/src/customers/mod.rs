@@ -41,26 +41,31 @@ pub(crate) fn apply(
         c.name = normalize::name(&name)?;
     }
     if let Some(phone) = update.phone {
+        let old = c.phone.take();
         c.phone = present(phone)
             .map(|p| normalize::phone(&p, region))
             .transpose()?
             .map(|p| Phone {
+                // The same number re-typed keeps its flag.
+                shared: old.as_ref().is_some_and(|o| o.shared && o.e164 == p.e164),
                 raw: p.raw,
                 e164: p.e164,
-                shared: false,
             });
     }
     if let (Some(shared), Some(phone)) = (update.phone_shared, c.phone.as_mut()) {
         phone.shared = shared;
     }
     if let Some(email) = update.email {
+        let old = c.email.take();
         c.email = present(email)
             .map(|e| normalize::email(&e))
             .transpose()?
             .map(|(raw, canonical)| Email {
+                shared: old
+                    .as_ref()
+                    .is_some_and(|o| o.shared && o.canonical == canonical),
                 raw,
                 canonical,
-                shared: false,
             });
     }
     if let (Some(shared), Some(email)) = (update.email_shared, c.email.as_mut()) {
@@ -86,6 +91,12 @@ pub(crate) fn apply(
     if let Some(notes) = update.notes {
         // Notes keep their line breaks: only trim and bound them.
         let notes = notes.trim();
+        if notes
+            .chars()
+            .any(|ch| ch.is_control() && !matches!(ch, '\n' | '\r' | '\t'))
+        {
+            return Err(Error::invalid("notes", "contains control characters"));
+        }
         if notes.chars().count() > normalize::NOTES_MAX {
             return Err(Error::invalid(
                 "notes",
@@ -466,6 +477,14 @@ impl Store {
     pub fn restore_customer(&self, id: Uuid) -> Result<Customer> {
         self.write(|w| {
             let (rid, before) = load(w, id)?;
+            if before.erased_at_ms.is_some() {
+                return Err(Error::InvalidState {
+                    entity: Entity::Customer,
+                    id: id.to_string(),
+                    state: "erased".into(),
+                    action: "restore",
+                });
+            }
             if before.deleted_at_ms.is_none() || before.merged_into.is_some() {
                 return Err(Error::InvalidState {
                     entity: Entity::Customer,

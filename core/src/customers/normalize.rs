@@ -55,11 +55,36 @@ fn clean(field: &str, value: &str, max: usize) -> Result<String> {
 
 /// A person's name: 1 to [`NAME_MAX`] characters after cleaning.
 pub fn name(value: &str) -> Result<String> {
-    let text = clean("name", value, NAME_MAX)?;
-    if text.is_empty() {
+    let visible: String = value.chars().filter(|c| !is_invisible(*c)).collect();
+    let text = clean("name", &visible, NAME_MAX)?;
+    if !text.chars().any(char::is_alphanumeric) {
         return Err(Error::invalid("name", "is empty"));
     }
     Ok(text)
+}
+
+/// Invisible format characters that carry nothing in a name: zero-width
+/// space, word joiner, BOM, soft hyphen, bidi marks and overrides. (ZWJ and
+/// ZWNJ stay: Indic and Persian spellings need them.)
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}' | '\u{200E}' | '\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}'
+        | '\u{FEFF}')
+}
+
+/// The ASCII digit of a Unicode decimal digit of the common scripts
+/// (Arabic-Indic, Devanagari to Malayalam, Thai, full-width, ...).
+fn ascii_digit(c: char) -> char {
+    const ZEROS: [u32; 18] = [
+        0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6,
+        0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0xFF10,
+    ];
+    let n = c as u32;
+    ZEROS
+        .iter()
+        .find(|&&z| (z..z + 10).contains(&n))
+        .and_then(|&z| char::from_digit(n - z, 10))
+        .unwrap_or(c)
 }
 
 /// The key names sort by: lower case, so `asha` sits beside `Asha`.
@@ -76,6 +101,10 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<String> {
 /// country code. Invalid numbers (wrong length for the country, ...) fail.
 pub fn phone(value: &str, region: country::Id) -> Result<CanonicalPhone> {
     let raw = value.trim();
+    if raw.chars().any(char::is_alphabetic) {
+        // The parser reads letters as keypad digits: "4321O" would be 43216.
+        return Err(Error::invalid("phone", "contains letters"));
+    }
     if raw.is_empty() {
         return Err(Error::invalid("phone", "is empty"));
     }
@@ -85,10 +114,11 @@ pub fn phone(value: &str, region: country::Id) -> Result<CanonicalPhone> {
             format!("longer than {PHONE_MAX} characters"),
         ));
     }
-    let parsed = phonenumber::parse(Some(region), raw)
+    let digits: String = raw.chars().map(ascii_digit).collect();
+    let parsed = phonenumber::parse(Some(region), &digits)
         .ok()
         .filter(|p| p.is_valid())
-        .or_else(|| as_national(raw, region))
+        .or_else(|| as_national(&digits, region))
         .ok_or_else(|| Error::invalid("phone", "is not a valid phone number for its country"))?;
     Ok(CanonicalPhone {
         raw: raw.to_owned(),
@@ -139,6 +169,12 @@ pub fn tags<S: AsRef<str>>(values: &[S]) -> Result<Vec<String>> {
     let mut out = Vec::with_capacity(values.len());
     for value in values {
         let tag = clean("tags", value.as_ref(), TAG_MAX)?.to_lowercase();
+        if tag.chars().count() > TAG_MAX {
+            return Err(Error::invalid(
+                "tags",
+                format!("longer than {TAG_MAX} characters"),
+            ));
+        }
         if tag.is_empty() {
             return Err(Error::invalid("tags", "contains an empty tag"));
         }

@@ -278,22 +278,34 @@ fn parse(data: &[u8]) -> Result<(Vec<Row>, Vec<RejectedRow>)> {
 
 /// The position in [`IMPORT_COLUMNS`] of each column of the header.
 fn header_columns(header: &ByteRecord) -> Result<Vec<usize>> {
-    let mut columns = Vec::with_capacity(header.len());
-    for raw in header.iter() {
-        let name = String::from_utf8_lossy(raw).trim().to_ascii_lowercase();
+    let names: Vec<String> = header
+        .iter()
+        .map(|raw| String::from_utf8_lossy(raw).trim().to_ascii_lowercase())
+        .collect();
+    let known = |name: &String| IMPORT_COLUMNS.iter().position(|c| c == name);
+    // A first row naming no column is data (a customer's name, phone, ...),
+    // not a header: say so without repeating it.
+    if !names.iter().any(|n| known(n).is_some()) {
+        return Err(Error::invalid(
+            "header",
+            format!(
+                "is missing: the first row names none of the columns {}",
+                IMPORT_COLUMNS.join(", ")
+            ),
+        ));
+    }
+    let mut columns = Vec::with_capacity(names.len());
+    for name in &names {
         let shown: String = name.chars().take(40).collect();
-        let column = IMPORT_COLUMNS
-            .iter()
-            .position(|c| *c == name)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "header",
-                    format!(
-                        "unknown column {shown:?}; the columns are {}",
-                        IMPORT_COLUMNS.join(", ")
-                    ),
-                )
-            })?;
+        let column = known(name).ok_or_else(|| {
+            Error::invalid(
+                "header",
+                format!(
+                    "unknown column {shown:?}; the columns are {}",
+                    IMPORT_COLUMNS.join(", ")
+                ),
+            )
+        })?;
         if columns.contains(&column) {
             return Err(Error::invalid(
                 "header",
