@@ -471,6 +471,58 @@ async fn two_batches_clamped_into_one_millisecond_keep_the_devices_order() {
     server.stop().await;
 }
 
+/// A till that still shows the duplicate erases the person through it: the
+/// erasure reaches the survivor whole, which ends erased and deleted, as
+/// when the survivor itself is erased.
+#[tokio::test]
+async fn erasing_through_a_merged_away_id_erases_and_deletes_the_survivor() {
+    let server = Server::start().await;
+    for (tenant, through_loser) in [("t1", false), ("t2", true)] {
+        let token = server.enroll(tenant, "S1", "T1").await;
+        let wall = now_ms();
+        let (a, b) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string());
+        let phone = json!({"raw": "+919876500001", "e164": "+919876500001", "shared": false});
+        let create = |id: &str, name: &str, at: i64| {
+            let mut c = change(
+                "S1/T1",
+                "customer",
+                id,
+                json!({"name": name, "phone": phone}),
+                at,
+            );
+            c["op"] = json!("create");
+            c
+        };
+        server
+            .push_ok(
+                &token,
+                vec![create(&a, "Asha", wall), create(&b, "Asha R", wall + 1)],
+            )
+            .await;
+        let target = if through_loser { &b } else { &a };
+        let mut erase = change(
+            "S1/T1",
+            "customer",
+            target,
+            json!({"name": "Erased customer", "phone": null, "erased_at_ms": wall + 2,
+                   "deleted_at_ms": wall + 2}),
+            wall + 2,
+        );
+        erase["op"] = json!("erase");
+        let results = server.push_ok(&token, vec![erase]).await;
+        assert_eq!(outcome(&results[0]).0, "accepted", "{results:?}");
+        let (records, _, _) = server.bootstrap_all(&token, 100, async |_| {}).await;
+        let survivor = records.iter().find(|r| r["id"] == json!(a)).expect("A");
+        assert_eq!(survivor["fields"]["name"], json!("Erased customer"));
+        assert_eq!(
+            survivor["fields"]["deleted_at_ms"],
+            json!(wall + 2),
+            "erased through the merged-away id: {through_loser}"
+        );
+    }
+    server.stop().await;
+}
+
 /// Sends `method path` with `authorization` (raw header value, if any).
 async fn send_auth(
     server: &Server,

@@ -45,6 +45,8 @@
 //!   ([`redirect`]): its fields apply to the survivor by the usual last
 //!   writer wins, except `deleted_at_ms`, which is dropped: deleting one of
 //!   two duplicates is what the merge did, and it must not delete the person.
+//!   An erasure keeps it: erasing either record erases the one person, who
+//!   ends erased and deleted as when the survivor itself is erased.
 //!   A bill naming a merged-away customer names the survivor instead.
 //! - **A merge is logged like any change**: tombstone, re-pointed tombstones
 //!   and moved bills, then the survivor's merged fields, each an effective
@@ -217,12 +219,14 @@ pub fn move_bill(bill: &RecordState, survivor: &str) -> RecordState {
 }
 
 /// A change of a merged-away customer, aimed at its `survivor` instead:
-/// every field but `deleted_at_ms` (see the module docs).
+/// every field but `deleted_at_ms`, unless it erases (see the module docs).
 pub fn redirect_customer_change(change: &Change, survivor: &str) -> Change {
     let mut out = change.clone();
     out.entity_id = survivor.to_owned();
-    out.fields.remove("deleted_at_ms");
-    out.before.remove("deleted_at_ms");
+    if !super::erasure::is_erased(&change.fields) {
+        out.fields.remove("deleted_at_ms");
+        out.before.remove("deleted_at_ms");
+    }
     out
 }
 
