@@ -21,7 +21,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use till_sync_server::auth::{self, DeviceScope};
 use till_sync_server::ratelimit::RateLimit;
-use till_sync_server::storage::sqlite::SqliteStorage;
+use till_sync_server::storage::sqlite::{SqliteStorage, FILE_NAME};
 use till_sync_server::storage::{Horizon, Storage};
 use till_sync_server::{now_ms, serve, AppState, Limits};
 
@@ -108,6 +108,10 @@ struct ServeArgs {
     log_format: LogFormat,
 }
 
+/// The smallest body limit `serve` takes: below it a till's push of a
+/// single large bill could never get through.
+const MIN_BODY_BYTES: usize = 64 * 1024;
+
 impl ServeArgs {
     fn limits(&self) -> Result<Limits, String> {
         let limits = Limits {
@@ -126,10 +130,24 @@ impl ServeArgs {
         if limits.max_wait >= limits.request_timeout {
             return Err("--max-wait-secs must be below --request-timeout-secs".into());
         }
-        if limits.wait_recheck.is_zero() || limits.max_concurrent_requests == 0 {
+        if limits.wait_recheck.is_zero()
+            || limits.max_concurrent_requests == 0
+            || limits.max_waiters == 0
+            || limits.max_waiters_per_device == 0
+        {
             return Err(
-                "--wait-recheck-secs and --max-concurrent-requests must be at least 1".into(),
+                "--wait-recheck-secs, --max-concurrent-requests, --max-waiters and \
+                        --max-waiters-per-device must be at least 1"
+                    .into(),
             );
+        }
+        if limits.max_waiters_per_device > limits.max_waiters {
+            return Err("--max-waiters-per-device must not exceed --max-waiters".into());
+        }
+        if limits.max_body_bytes < MIN_BODY_BYTES {
+            return Err(format!(
+                "--max-body-bytes must be at least {MIN_BODY_BYTES}: a push of one change must fit"
+            ));
         }
         Ok(limits)
     }
@@ -270,6 +288,16 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    // Only `serve` and `tenant create` start a database; any other command
+    // at a mistyped --data-dir would answer from an empty one it just made.
+    let creates = matches!(cli.command, Command::Serve(_) | Command::Tenant(_));
+    if !creates && !cli.data_dir.join(FILE_NAME).exists() {
+        return Err(format!(
+            "no Till database in {}: check --data-dir, or start one with `till-server serve` \
+             or `till-server tenant create`",
+            cli.data_dir.display()
+        ));
+    }
     let storage = SqliteStorage::open(&cli.data_dir).map_err(|e| e.to_string())?;
     let err = |e: till_sync_server::storage::StorageError| e.to_string();
     match cli.command {

@@ -1280,6 +1280,81 @@ async fn compaction_by_age_keeps_what_arrived_since() {
     server.stop().await;
 }
 
+/// A mistyped tenant or data directory is an error, not an empty answer:
+/// "no devices" or "no over-refunds" must mean what it says.
+#[tokio::test]
+async fn the_admin_cli_refuses_an_unknown_tenant_or_data_dir() {
+    let server = Server::start().await;
+    server.enroll("t1", "S1", "T1").await;
+    let typo = server.dir.path().join("till-dta");
+    let run = |dir: &std::path::Path, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_till-server"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("run till-server")
+    };
+    for args in [
+        &["device", "list", "--tenant", "t1"][..],
+        &["bills", "over-refunded", "--tenant", "t1"],
+    ] {
+        let out = run(server.dir.path(), args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let mut unknown = args.to_vec();
+        unknown[3] = "no-such";
+        let out = run(server.dir.path(), &unknown);
+        assert!(!out.status.success(), "{unknown:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("tenant no-such"));
+        let out = run(&typo, args);
+        assert!(!out.status.success(), "{args:?} at a typo: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no Till database"));
+    }
+    assert!(
+        !typo.exists(),
+        "nothing is created at a mistyped --data-dir"
+    );
+    server.stop().await;
+}
+
+/// `serve` refuses limits under which it would refuse every request.
+#[test]
+fn serve_refuses_limits_that_would_refuse_every_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for flags in [
+        &["--max-body-bytes", "0"][..],
+        &["--max-body-bytes", "1000"],
+        &["--max-waiters", "0"],
+        &["--max-waiters-per-device", "0"],
+        &["--max-waiters", "2", "--max-waiters-per-device", "3"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_till-server"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(flags)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run till-server");
+        // A server that took the limits keeps serving: give it ten seconds.
+        let exited = (0..100).find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            child.try_wait().expect("try_wait")
+        });
+        let Some(status) = exited else {
+            child.kill().expect("kill the server this test started");
+            child.wait().expect("reap");
+            panic!("serve started with {flags:?}");
+        };
+        assert!(!status.success(), "{flags:?}");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+            .expect("read stderr");
+        assert!(stderr.contains(flags[0]), "{flags:?}: {stderr}");
+    }
+}
+
 #[tokio::test]
 async fn the_admin_cli_compacts_a_tenants_log() {
     let server = Server::start().await;

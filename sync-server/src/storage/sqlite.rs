@@ -1176,6 +1176,8 @@ impl Storage for SqliteStorage {
     async fn list_devices(&self, tenant: &str) -> StorageResult<Vec<DeviceInfo>> {
         let tenant = tenant.to_owned();
         self.read(move |tx| {
+            // An unknown tenant is an error, not an empty list.
+            head_and_horizon(tx, &tenant)?;
             let rows = tx
                 .prepare_cached(
                     "SELECT tenant, store, id, enrolled_at, revoked_at, last_seen_at, clock_clamps
@@ -1201,6 +1203,8 @@ impl Storage for SqliteStorage {
     async fn over_refunded_sales(&self, tenant: &str) -> StorageResult<Vec<OverRefund>> {
         let tenant = tenant.to_owned();
         self.read(move |tx| {
+            // An unknown tenant is an error, not an empty list.
+            head_and_horizon(tx, &tenant)?;
             let rows = tx
                 .prepare_cached(
                     "SELECT store, id, number, total, refunded FROM (
