@@ -58,6 +58,10 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most pushes and pulls handled at once; more wait their turn.
     pub max_concurrent_requests: usize,
+    /// Most push batches being stored at once, counting those whose
+    /// request timed out but whose batch still runs to its commit; more
+    /// wait their turn.
+    pub max_concurrent_pushes: usize,
     /// How fast each device may send requests.
     pub rate: RateLimit,
     /// Longest a long-poll wait lasts, whatever the client asks; keep it
@@ -79,6 +83,12 @@ impl Default for Limits {
             max_body_bytes: 8 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 256,
+            // Batches commit one at a time on SQLite's single writer, so
+            // more in flight only park threads of the blocking pool, which
+            // every read shares: tills retrying pushes that time out behind
+            // a slow writer once filled it and stalled pulls and token
+            // checks too.
+            max_concurrent_pushes: 32,
             rate: RateLimit::default(),
             max_wait: Duration::from_millis(DEFAULT_WAIT_MS),
             // One read per open wait every 5 s: 100 reads a second at 500
@@ -110,6 +120,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The per-device rate limit.
     pub limiter: Arc<DeviceLimiter>,
+    /// Permits for push batches being stored (see
+    /// [`Limits::max_concurrent_pushes`]).
+    pub pushes: Arc<tokio::sync::Semaphore>,
     /// Open long-poll waits and what wakes them.
     pub waiters: Arc<Waiters>,
     /// Cancelled once shutdown begins: readiness fails so balancers drain
@@ -130,6 +143,7 @@ impl AppState {
         AppState {
             storage,
             limiter: Arc::new(DeviceLimiter::new(limits.rate)),
+            pushes: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_pushes)),
             waiters: Arc::new(waiters),
             metrics,
             limits,

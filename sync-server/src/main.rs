@@ -85,6 +85,10 @@ struct ServeArgs {
     /// Most pushes and pulls handled at once; more wait their turn.
     #[arg(long, env = "TILL_MAX_CONCURRENT_REQUESTS", default_value_t = Limits::default().max_concurrent_requests)]
     max_concurrent_requests: usize,
+    /// Most push batches stored at once, those of timed-out requests
+    /// included; more wait their turn.
+    #[arg(long, env = "TILL_MAX_CONCURRENT_PUSHES", default_value_t = Limits::default().max_concurrent_pushes)]
+    max_concurrent_pushes: usize,
     /// Requests per second each device may keep up.
     #[arg(long, env = "TILL_RATE_PER_SEC", default_value_t = RateLimit::default().per_second)]
     rate_per_sec: NonZeroU32,
@@ -118,6 +122,7 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             max_concurrent_requests: self.max_concurrent_requests,
+            max_concurrent_pushes: self.max_concurrent_pushes,
             rate: RateLimit {
                 per_second: self.rate_per_sec,
                 burst: self.rate_burst,
@@ -132,12 +137,13 @@ impl ServeArgs {
         }
         if limits.wait_recheck.is_zero()
             || limits.max_concurrent_requests == 0
+            || limits.max_concurrent_pushes == 0
             || limits.max_waiters == 0
             || limits.max_waiters_per_device == 0
         {
             return Err(
-                "--wait-recheck-secs, --max-concurrent-requests, --max-waiters and \
-                        --max-waiters-per-device must be at least 1"
+                "--wait-recheck-secs, --max-concurrent-requests, --max-concurrent-pushes, \
+                 --max-waiters and --max-waiters-per-device must be at least 1"
                     .into(),
             );
         }

@@ -1280,6 +1280,56 @@ async fn compaction_by_age_keeps_what_arrived_since() {
     server.stop().await;
 }
 
+/// Tills retrying pushes that time out behind a slow writer must not take
+/// every thread the reads need: their batches still run to their commit,
+/// but no more of them at once than the push limit, and a pull, which
+/// needs no writer, is answered meanwhile.
+#[tokio::test]
+async fn pushes_timing_out_behind_a_slow_writer_leave_room_for_pulls() {
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+    let limits = Limits {
+        request_timeout: Duration::from_millis(300),
+        max_wait: Duration::from_millis(200),
+        max_concurrent_requests: 64,
+        rate: till_sync_server::ratelimit::RateLimit {
+            per_second: NonZeroU32::new(100_000).expect("nonzero"),
+            burst: NonZeroU32::new(100_000).expect("nonzero"),
+        },
+        ..Limits::default()
+    };
+    let server = Server::start_with(limits).await;
+    let pusher = server.enroll("t1", "S1", "T1").await;
+    let reader = server.enroll("t1", "S1", "T2").await;
+    let lock = server.hold_write_lock();
+    let wall = now_ms();
+    // 800 pushes, each left running by its timed-out request, were more
+    // than the 512 threads of the blocking pool.
+    let mut answered = std::collections::BTreeMap::new();
+    for _wave in 0..8 {
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let body =
+                    json!({"changes": [named("S1/T1", &Uuid::now_v7().to_string(), "N", wall)]});
+                let req = server
+                    .request(Method::POST, "/v1/push", Some(&pusher))
+                    .json(&body);
+                tokio::spawn(async move { req.send().await.map(|r| r.status()) })
+            })
+            .collect();
+        for task in tasks {
+            let status = task.await.expect("task").expect("answered");
+            *answered.entry(status.as_u16()).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(answered.get(&503), Some(&800), "{answered:?}");
+    let (status, body) = server.pull(&reader, "cursor=0").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Once the writer is free, the batches that were running commit.
+    drop(lock);
+    server.stop().await;
+}
+
 /// A mistyped tenant or data directory is an error, not an empty answer:
 /// "no devices" or "no over-refunds" must mean what it says.
 #[tokio::test]

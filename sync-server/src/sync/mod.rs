@@ -79,13 +79,20 @@ pub async fn push(
     let ahead: Vec<bool> = checked.iter().map(|c| runs_ahead(c, now)).collect();
     // Stored and announced in a task of its own: a batch whose request
     // times out or whose client goes away still commits (its blocking work
-    // runs on), and the waits of its tenant still hear of it.
+    // runs on), and the waits of its tenant still hear of it. The task
+    // holds its push permit until then, so batches left running by timed
+    // out requests count against the limit.
+    let permit = Arc::clone(&state.pushes)
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     let (storage, waiters, pusher) = (
         Arc::clone(&state.storage),
         Arc::clone(&state.waiters),
         scope.clone(),
     );
     let outcomes = tokio::spawn(async move {
+        let _permit = permit;
         let outcomes = storage.push(&pusher, checked, now).await?;
         if let Some(head) = outcomes.iter().filter_map(accepted_seq).max() {
             waiters.notify(&pusher.tenant, head);
