@@ -101,10 +101,16 @@ pub fn check(scope: &DeviceScope, raw: &RawValue) -> Result<Change, (String, Rej
     let Some(entity) = Entity::of(&change) else {
         return Err(fail(reject(RejectReason::Malformed, "unknown entity")));
     };
-    if change.entity_id.parse::<Uuid>().is_err() {
+    // One spelling per record: an upper-case or braced form of an id would
+    // otherwise start a second record of the same entity.
+    if change
+        .entity_id
+        .parse::<Uuid>()
+        .map_or(true, |id| id.to_string() != change.entity_id)
+    {
         return Err(fail(reject(
             RejectReason::Malformed,
-            "entity_id is not a UUID",
+            "entity_id is not a UUID in its lower-case hyphenated form",
         )));
     }
     let stamp: Hlc = change
@@ -284,6 +290,10 @@ mod tests {
         wrong_entity["entity"] = json!("coupon");
         let mut bad_id = good.clone();
         bad_id["entity_id"] = json!("42");
+        let mut upper_id = good.clone();
+        upper_id["entity_id"] = json!(good["entity_id"].as_str().expect("id").to_uppercase());
+        let mut braced_id = good.clone();
+        braced_id["entity_id"] = json!(format!("{{{}}}", good["entity_id"].as_str().expect("id")));
         let mut bad_hlc = good.clone();
         bad_hlc["hlc"] = json!("yesterday");
         let mut other_node = good.clone();
@@ -294,6 +304,8 @@ mod tests {
             (json!({"change_id": "x"}), Some(RejectReason::Malformed)),
             (wrong_entity, Some(RejectReason::Malformed)),
             (bad_id, Some(RejectReason::Malformed)),
+            (upper_id, Some(RejectReason::Malformed)),
+            (braced_id, Some(RejectReason::Malformed)),
             (bad_hlc, Some(RejectReason::Malformed)),
             (other_node, Some(RejectReason::Malformed)),
             (
