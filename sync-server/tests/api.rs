@@ -1590,3 +1590,97 @@ async fn a_customers_bills_come_from_every_store_newest_first_in_pages() {
     assert_eq!(nobody["bills"], json!([]));
     server.stop().await;
 }
+
+/// Each customer of a bootstrap by id, with whom it was merged into
+/// (`null` when it was not).
+fn merged_into_by_id(records: &[Value]) -> std::collections::BTreeMap<String, Value> {
+    records
+        .iter()
+        .filter(|r| r["entity"] == json!("customer"))
+        .map(|r| {
+            let id = r["id"].as_str().expect("id").to_owned();
+            (id, r["fields"]["merged_into"].clone())
+        })
+        .collect()
+}
+
+/// A survivor keeps a merged-away phone as an alias. While the survivor is
+/// deleted, a customer typed with that phone is not merged (only live
+/// customers are); restoring the survivor then merges them, as it does when
+/// the restore arrives first: the same survivor in either order.
+#[tokio::test]
+async fn restoring_a_survivor_merges_a_customer_holding_its_old_phone() {
+    let server = Server::start().await;
+    for (tenant, restore_first) in [("t1", true), ("t2", false)] {
+        let token = server.enroll(tenant, "S1", "T1").await;
+        let node = "S1/T1";
+        let wall = now_ms();
+        let (a, b, c) = (
+            Uuid::now_v7().to_string(),
+            Uuid::now_v7().to_string(),
+            Uuid::now_v7().to_string(),
+        );
+        let phone = |e164: &str| json!({"raw": e164, "e164": e164, "shared": false});
+        let email = json!({"raw": "asha@example.com", "canonical": "asha@example.com",
+                           "shared": false});
+        let create = |id: &str, fields: Value, wall: i64| {
+            let mut create = change(node, "customer", id, fields, wall);
+            create["op"] = json!("create");
+            create
+        };
+        let create_a = create(
+            &a,
+            json!({"name": "Asha", "phone": phone("+919876500001"), "email": email}),
+            wall,
+        );
+        // B: the same email and a later phone, so merged into A, whose old
+        // phone stays A's as an alias.
+        let create_b = create(
+            &b,
+            json!({"name": "Asha R", "phone": phone("+919876500002"), "email": email}),
+            wall + 1,
+        );
+        let delete_a = change(
+            node,
+            "customer",
+            &a,
+            json!({"deleted_at_ms": wall + 2}),
+            wall + 2,
+        );
+        // C: typed later with A's old phone.
+        let create_c = create(
+            &c,
+            json!({"name": "Asha Rao", "phone": phone("+919876500001")}),
+            wall + 3,
+        );
+        let restore_a = change(
+            node,
+            "customer",
+            &a,
+            json!({"deleted_at_ms": null}),
+            wall + 4,
+        );
+
+        server.push_ok(&token, vec![create_a, create_b]).await;
+        server.push_ok(&token, vec![delete_a]).await;
+        let order = if restore_first {
+            [restore_a, create_c]
+        } else {
+            [create_c, restore_a]
+        };
+        for one in order {
+            let results = server.push_ok(&token, vec![one]).await;
+            assert_eq!(outcome(&results[0]).0, "accepted", "{results:?}");
+        }
+        let (records, _, _) = server.bootstrap_all(&token, 100, async |_| {}).await;
+        let merged = merged_into_by_id(&records);
+        assert_eq!(merged[&b], json!(a), "B merged into A");
+        assert_eq!(merged[&a], Value::Null, "A lives on");
+        assert_eq!(
+            merged[&c],
+            json!(a),
+            "C merged into A (restore first: {restore_first})"
+        );
+    }
+    server.stop().await;
+}

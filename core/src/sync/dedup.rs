@@ -10,8 +10,8 @@
 //!   canonical email, unless marked shared (a household number is not a
 //!   person). Only live customers (neither deleted nor merged) are merged.
 //! - **The cluster** of a changed live customer: every live customer that
-//!   holds one of its keys, and onwards through theirs (A shares a phone
-//!   with B, B an email with C: all three).
+//!   holds one of its keys, its aliases included, and onwards through
+//!   theirs (A shares a phone with B, B an email with C: all three).
 //! - **A merge never drops a key**: a key any of the merged customers held
 //!   that the merged survivor no longer holds (the loser's, or the
 //!   survivor's own phone replaced by the loser's later one) stays a key of
@@ -305,6 +305,10 @@ pub trait Ledger {
     fn key_holders(&mut self, key: &IdentityKey) -> Result<Vec<String>, Self::Error>;
     /// Keeps `key` as an alias of customer `id`.
     fn add_alias(&mut self, key: &IdentityKey, id: &str) -> Result<(), Self::Error>;
+    /// The keys kept as aliases of customer `id` and of the tombstones
+    /// merged into it (an alias names the survivor it was added to, which
+    /// may since have been merged into `id`).
+    fn aliases_of(&mut self, id: &str) -> Result<Vec<IdentityKey>, Self::Error>;
     /// Ids of the tombstones whose `merged_into` is `id`.
     fn merged_into(&mut self, id: &str) -> Result<Vec<String>, Self::Error>;
     /// The bills of customer `id`, in every store.
@@ -388,8 +392,15 @@ fn cluster<L: Ledger>(
     let mut members = BTreeMap::from([(start.to_owned(), state)]);
     let mut queue = vec![start.to_owned()];
     while let Some(id) = queue.pop() {
-        let keys = members.get(&id).map(|s| identity_keys(&s.values));
-        for key in keys.unwrap_or_default() {
+        let mut keys = members
+            .get(&id)
+            .map(|s| identity_keys(&s.values))
+            .unwrap_or_default();
+        // Walked from the member's side too: a customer that took an alias
+        // while its holder was not live (deleted, say) joins it when the
+        // holder comes back, as it would have had it arrived afterwards.
+        keys.extend(ledger.aliases_of(&id)?);
+        for key in keys {
             for holder in ledger.key_holders(&key)? {
                 if members.contains_key(&holder) {
                     continue;
@@ -471,10 +482,9 @@ pub fn merge_cluster<L: Ledger>(
     now_ms: i64,
 ) -> Result<Vec<MergeRecord>, L::Error> {
     let (trigger, state) = (&start.change, &start.state);
-    if trigger.entity != crate::customers::ENTITY
-        || !is_live(&state.values)
-        || identity_keys(&state.values).is_empty()
-    {
+    // No early return for a customer without keys of its own: it may hold
+    // aliases, and `cluster` asks for those.
+    if trigger.entity != crate::customers::ENTITY || !is_live(&state.values) {
         return Ok(Vec::new());
     }
     let members = cluster(ledger, &trigger.entity_id, state.clone())?;

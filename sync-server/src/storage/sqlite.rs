@@ -37,7 +37,7 @@ use crate::sync::apply::{self, Current, Entity};
 use crate::sync::snapshot;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 /// The database file's name inside the data directory.
 pub const FILE_NAME: &str = "till-server.db";
 /// How long a connection waits for another's write lock.
@@ -192,6 +192,7 @@ fn migrate(conn: &mut Connection) -> StorageResult<()> {
                 2 => tx.execute_batch(include_str!("schema_v3.sql"))?,
                 3 => tx.execute_batch(include_str!("schema_v4.sql"))?,
                 4 => tx.execute_batch(include_str!("schema_v5.sql"))?,
+                5 => tx.execute_batch(include_str!("schema_v6.sql"))?,
                 _ => {
                     return Err(StorageError::Backend(format!(
                         "no upgrade step from schema {version}"
@@ -553,6 +554,17 @@ fn key_parts(key: &IdentityKey) -> (&'static str, &str) {
     }
 }
 
+/// The identity key an `aliases` row holds: [`key_parts`] undone.
+fn key_from_parts(kind: &str, key: String) -> StorageResult<IdentityKey> {
+    match kind {
+        "phone" => Ok(IdentityKey::Phone(key)),
+        "email" => Ok(IdentityKey::Email(key)),
+        other => Err(StorageError::Backend(format!(
+            "unknown alias kind {other:?}"
+        ))),
+    }
+}
+
 /// The dedup engine's view of one tenant, inside the push transaction.
 struct TenantLedger<'a, 't> {
     tx: &'a rusqlite::Transaction<'t>,
@@ -625,6 +637,29 @@ impl Ledger for TenantLedger<'_, '_> {
             )?
             .execute([self.tenant, kind, value, id])?;
         Ok(())
+    }
+
+    fn aliases_of(&mut self, id: &str) -> StorageResult<Vec<IdentityKey>> {
+        let rows = self
+            .tx
+            // One index search per customer: written as a join, SQLite
+            // scanned the tenant's aliases for the tombstones' side
+            // (`EXPLAIN QUERY PLAN`).
+            .prepare_cached(
+                "SELECT kind, key FROM aliases INDEXED BY aliases_by_customer
+                 WHERE tenant = ?1 AND customer IN (
+                     SELECT ?2
+                     UNION ALL
+                     SELECT id FROM customers WHERE tenant = ?1 AND merged_into = ?2
+                 )",
+            )?
+            .query_map([self.tenant, id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(kind, key)| key_from_parts(&kind, key))
+            .collect()
     }
 
     fn merged_into(&mut self, id: &str) -> StorageResult<Vec<String>> {

@@ -91,6 +91,22 @@ impl Ledger for Memory {
         Ok(())
     }
 
+    fn aliases_of(&mut self, id: &str) -> Result<Vec<IdentityKey>, Infallible> {
+        let customers = &self.customers;
+        let held_by_id = |customer: &String| {
+            customer == id
+                || customers
+                    .get(customer)
+                    .is_some_and(|s| merged_into(&s.values) == Some(id))
+        };
+        Ok(self
+            .aliases
+            .iter()
+            .filter(|(_, customer)| held_by_id(customer))
+            .map(|(key, _)| key.clone())
+            .collect())
+    }
+
     fn merged_into(&mut self, id: &str) -> Result<Vec<String>, Infallible> {
         Ok(self
             .customers
