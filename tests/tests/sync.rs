@@ -901,6 +901,72 @@ fn a_field_from_a_newer_app_survives_older_tills_edits_and_reaches_new_tills() {
     server.stop();
 }
 
+/// A field a newer app wrote may hold personal data this build cannot
+/// recognise as such: erasing the customer at an older till erases it too,
+/// at the head office and at every till, their logs included.
+#[test]
+fn an_erasure_erases_the_fields_a_newer_app_wrote() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server"));
+    let newer = Till::new(&server, dir.path(), "S1", "T1");
+    let older = Till::new(&server, dir.path(), "S1", "T2");
+    let c = newer
+        .store
+        .create_customer(NewCustomer::named("Lena Park").with_phone("90000 55555"))
+        .expect("customer");
+    let needle = "lena.park.handle";
+    forge_update(
+        &newer,
+        &c.id.to_string(),
+        serde_json::json!({"social_handle": format!("@{needle}"), "loyalty_tier": "gold"}),
+    );
+    newer.sync();
+    older.sync();
+    assert_eq!(
+        extra_of(&older, c.id)["social_handle"],
+        format!("@{needle}")
+    );
+
+    older.store.erase_customer(c.id).expect("erase");
+    assert_eq!(extra_of(&older, c.id), serde_json::json!({}));
+    older.sync();
+    newer.sync();
+
+    let held = &common::inspect::ServerView::read(&dir.path().join("server"), "t1").customers
+        [&c.id.to_string()];
+    for key in ["social_handle", "loyalty_tier"] {
+        assert_eq!(held.values[key], Value::Null, "{key}");
+    }
+    let conn = Connection::open(
+        dir.path()
+            .join("server")
+            .join(till_sync_server::storage::sqlite::FILE_NAME),
+    )
+    .expect("server db");
+    for (table, column) in [("log", "change"), ("customers", "state")] {
+        let found: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM {table} WHERE {column} LIKE '%' || ?1 || '%'"),
+                [needle],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(found, 0, "the server's {table} holds it");
+    }
+    for till in [&older, &newer] {
+        let mut bytes = std::fs::read(till.store.path()).expect("file");
+        let mut wal = till.store.path().as_os_str().to_owned();
+        wal.push("-wal");
+        bytes.extend(std::fs::read(&wal).unwrap_or_default());
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(needle),
+            "{}'s files hold it",
+            till.store.identity().device
+        );
+    }
+    server.stop();
+}
+
 #[test]
 fn a_failed_sync_says_what_failed_it_even_when_the_file_is_locked_at_its_end() {
     let dir = tempfile::tempdir().expect("dir");

@@ -3,9 +3,11 @@
 //!
 //! What erasure does:
 //! - the customer record: name becomes [`ERASED_NAME`]; phone, email,
-//!   address, notes, birthday and tags are cleared; `erased_at` and
-//!   `deleted_at` are set and the version moves on. It goes through
-//!   `customers::put`, so tags, the search row and an `erase` change follow;
+//!   address, notes, birthday and tags are cleared; so are fields a newer
+//!   app wrote (kept in `extra`), which this build cannot know to be
+//!   harmless: only [`KEPT_ON_ERASURE`] stays. `erased_at` and `deleted_at`
+//!   are set and the version moves on. It goes through `customers::put`, so
+//!   tags, the search row and an `erase` change follow;
 //! - their bills lose the denormalised `customer_phone`; money, numbers and
 //!   the customer link stay, and the hash chain stays valid because it does
 //!   not cover the phone. No bill change is recorded: the customer's `erase`
@@ -51,6 +53,27 @@ pub const ERASED_NAME: &str = "Erased customer";
 pub const PERSONAL_FIELDS: [&str; 7] = [
     "name", "phone", "email", "address", "notes", "birthday", "tags",
 ];
+
+/// The customer fields an erasure keeps: none of them says anything of the
+/// person. Every other field is erased, the known personal ones
+/// ([`PERSONAL_FIELDS`]) and any a newer app wrote, which this build cannot
+/// know to be harmless.
+pub const KEPT_ON_ERASURE: [&str; 9] = [
+    "id",
+    "number",
+    "stage",
+    "created_at_ms",
+    "updated_at_ms",
+    "version",
+    "deleted_at_ms",
+    "merged_into",
+    "erased_at_ms",
+];
+
+/// Whether an erasure erases customer field `key` (see [`KEPT_ON_ERASURE`]).
+pub fn is_personal(key: &str) -> bool {
+    !KEPT_ON_ERASURE.contains(&key)
+}
 
 /// The op of an erasure's change, a till's or the server's.
 pub const ERASE_OP: &str = "erase";
@@ -137,9 +160,11 @@ pub(crate) fn scrub(w: &mut Writer<'_>, erased: &Customer) -> Result<()> {
     )?
     .execute([&id])?;
 
-    redact_changes(w, customers::ENTITY, &id, |fields, before| {
-        redact(fields, before, &PERSONAL_FIELDS)
-    })?;
+    redact_changes(w, customers::ENTITY, &id, redact)?;
+    // Fields a newer app wrote, kept aside for it: this build cannot know
+    // them to be harmless.
+    w.tx.prepare_cached("UPDATE customers SET extra = '{}' WHERE id = ?1")?
+        .execute([&id])?;
     for bill_id in &bill_ids {
         redact_changes(w, bills::ENTITY, bill_id, |fields, before| {
             redact_bill(fields, before, &id)
@@ -186,20 +211,25 @@ fn redact_changes(
     Ok(())
 }
 
-/// Redacts one change of an erased customer's data: each of `keys` present
-/// in `fields`, the values sync replays, takes its erased value (so every
-/// change stays a valid change of the model and a replay ends in the
-/// erased record); in `before` it becomes `null`. True when anything
-/// changed. The one rule for a device's change log and the server's.
-pub fn redact(
-    fields: &mut Map<String, Value>,
-    before: &mut Map<String, Value>,
-    keys: &[&str],
-) -> bool {
+/// Redacts one change of an erased customer's data: each personal field
+/// ([`is_personal`]) in `fields`, the values sync replays, takes its erased
+/// value (so every change stays a valid change of the model and a replay
+/// ends in the erased record); in `before` it becomes `null`. True when
+/// anything changed. The one rule for a device's change log and the
+/// server's.
+pub fn redact(fields: &mut Map<String, Value>, before: &mut Map<String, Value>) -> bool {
     let mut changed = false;
-    for key in keys {
-        changed |= replace(fields, key, erased_value(key));
-        changed |= replace(before, key, Value::Null);
+    for (side, erased) in [
+        (fields, erased_value as fn(&str) -> Value),
+        (before, |_: &str| Value::Null),
+    ] {
+        for (key, value) in side.iter_mut().filter(|(key, _)| is_personal(key)) {
+            let new = erased(key);
+            if *value != new {
+                *value = new;
+                changed = true;
+            }
+        }
     }
     changed
 }

@@ -47,7 +47,7 @@ use super::protocol::{field, RejectReason};
 use crate::bills::{totals, BillLine, BillStatus, Payment, PriceMode};
 use crate::changes::{Change, Fields};
 use crate::clock::Hlc;
-use crate::portability::erase::{erased_value, PERSONAL_FIELDS};
+use crate::portability::erase::{erased_value, is_personal, PERSONAL_FIELDS};
 
 /// How far ahead of the server a device's clock may run before its stamps
 /// are clamped: five minutes covers ordinary drift on tills that sync their
@@ -222,17 +222,24 @@ pub fn apply_customer(
     let erasing = !erased && is_erased(&change.fields);
     let mut resolved = Resolved::default();
     if erasing {
-        for key in PERSONAL_FIELDS {
-            erase_field(state, key, hlc);
+        // The known personal fields, and any other a newer app wrote.
+        let others: Vec<String> = state
+            .values
+            .keys()
+            .filter(|k| is_personal(k) && !PERSONAL_FIELDS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for key in PERSONAL_FIELDS.map(str::to_owned).into_iter().chain(others) {
+            erase_field(state, &key, hlc);
             resolved
                 .fields
-                .insert(key.to_owned(), field(&state.values, key).clone());
-            resolved.before.insert(key.to_owned(), Value::Null);
+                .insert(key.clone(), field(&state.values, &key).clone());
+            resolved.before.insert(key, Value::Null);
         }
     }
     for (key, value) in &change.fields {
         let old = field(&state.values, key).clone();
-        let personal = PERSONAL_FIELDS.contains(&key.as_str());
+        let personal = is_personal(key);
         if erasing && personal {
             continue;
         } else if erased && personal {

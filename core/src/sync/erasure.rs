@@ -13,7 +13,9 @@ use serde_json::Value;
 use super::conflict;
 use super::dedup::{self, Entry, Ledger, MergeRecord};
 use crate::changes::{Change, Fields};
-use crate::portability::erase::{erased_value, redact, redact_bill, ERASE_OP, PERSONAL_FIELDS};
+use crate::portability::erase::{
+    erased_value, is_personal, redact, redact_bill, ERASE_OP, PERSONAL_FIELDS,
+};
 use crate::sync::protocol::field;
 
 /// Whether customer `values` are those of an erased customer.
@@ -49,9 +51,7 @@ pub fn scrub<L: Ledger>(ledger: &mut L, erasing: &Entry, now_ms: i64) -> Result<
 /// Clears customer `id`'s personal data from the log, their bills and the
 /// bills moved off them before payment.
 fn scrub_record<L: Ledger>(ledger: &mut L, id: &str) -> Result<(), L::Error> {
-    redact_entries(ledger, id, |fields, before| {
-        redact(fields, before, &PERSONAL_FIELDS)
-    })?;
+    redact_entries(ledger, id, redact)?;
     let bill_phone = |fields: &mut Fields, before: &mut Fields| redact_bill(fields, before, id);
     for mut bill in ledger.bills_of(id)? {
         redact_entries(ledger, &bill.id, bill_phone)?;
@@ -121,13 +121,11 @@ fn redact_merge(record: &mut MergeRecord) -> bool {
     for state in [&mut record.survivor_before, &mut record.loser_before] {
         changed |= !state.tags.is_empty();
         state.tags.clear();
-        for key in PERSONAL_FIELDS {
-            if let Some(value) = state.values.get_mut(key) {
-                let erased = erased_value(key);
-                if *value != erased {
-                    *value = erased;
-                    changed = true;
-                }
+        for (key, value) in state.values.iter_mut().filter(|(k, _)| is_personal(k)) {
+            let erased = erased_value(key);
+            if *value != erased {
+                *value = erased;
+                changed = true;
             }
         }
     }

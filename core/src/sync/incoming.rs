@@ -338,7 +338,7 @@ pub(super) fn apply_customer(w: &mut Writer<'_>, sc: &ServerChange) -> Result<Op
         .is_some_and(|(_, c)| c.erased_at_ms.is_none())
         && erasure::is_erased(&change.fields);
     if erasing {
-        pending.retain(|f| !erase::PERSONAL_FIELDS.contains(&f.as_str()));
+        pending.retain(|f| !erase::is_personal(f));
     }
     let changed = overlay(&mut base, change, &pending);
     if !changed && current.is_some() {
