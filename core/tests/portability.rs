@@ -154,11 +154,13 @@ fn export_holds_the_customer_every_bill_and_the_history() {
             "format",
             "history",
             "metrics",
+            "other_fields",
             "version"
         ]
     );
+    assert_eq!(doc["other_fields"], serde_json::json!({}));
     assert_eq!(doc["format"], EXPORT_FORMAT);
-    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["version"], 2);
     assert_eq!(doc["customer"]["name"], NAME);
     assert_eq!(doc["customer"]["phone"]["e164"], "+919876543210");
 

@@ -926,6 +926,10 @@ fn an_erasure_erases_the_fields_a_newer_app_wrote() {
         extra_of(&older, c.id)["social_handle"],
         format!("@{needle}")
     );
+    // A request for the person's data gets it too.
+    let export: till_core::CustomerExport =
+        serde_json::from_str(&older.store.export_customer(c.id).expect("export")).expect("json");
+    assert_eq!(export.other_fields["social_handle"], format!("@{needle}"));
 
     older.store.erase_customer(c.id).expect("erase");
     assert_eq!(extra_of(&older, c.id), serde_json::json!({}));

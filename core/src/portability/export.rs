@@ -2,9 +2,10 @@
 //!
 //! The document has a stable top-level shape, versioned by
 //! [`EXPORT_VERSION`]: `format`, `version`, `exported_at_ms`, `customer`,
-//! `metrics`, `bills` (each with its lines and payments, oldest first) and
-//! `history` (the customer's change log, oldest first). Later versions only
-//! add fields.
+//! `other_fields` (version 2: fields of the customer a newer app wrote,
+//! which this build keeps without knowing them), `metrics`, `bills` (each
+//! with its lines and payments, oldest first) and `history` (the customer's
+//! change log, oldest first). Later versions only add fields.
 //!
 //! Everything is read in one read transaction, so the sections agree with
 //! each other even while the till keeps selling. Deleted, merged and erased
@@ -26,7 +27,7 @@ use crate::store::{now_ms, Store};
 /// The `format` of a customer export.
 pub const EXPORT_FORMAT: &str = "till.customer-export";
 /// The `version` of the export format this build writes.
-pub const EXPORT_VERSION: u32 = 1;
+pub const EXPORT_VERSION: u32 = 2;
 
 /// Everything the store holds about one customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +40,10 @@ pub struct CustomerExport {
     pub exported_at_ms: i64,
     /// The customer record as stored (deleted, merged or erased included).
     pub customer: Customer,
+    /// Fields of the customer a newer app wrote: kept, not understood, and
+    /// the person's data all the same.
+    #[serde(default)]
+    pub other_fields: serde_json::Map<String, serde_json::Value>,
     /// Visits, spend and visit dates.
     pub metrics: CustomerSummary,
     /// Every bill of the customer, oldest first, with lines and payments.
@@ -59,6 +64,9 @@ fn collect(conn: &Connection, id: Uuid, currency: &str) -> Result<CustomerExport
         .optional()?
         .ok_or_else(|| Error::not_found(Entity::Customer, id))?;
     let stored = metrics::stored(conn, &key)?;
+    let extra: String = conn
+        .prepare_cached("SELECT extra FROM customers WHERE id = ?1")?
+        .query_row([&key], |r| r.get(0))?;
 
     let mut bills = Vec::new();
     let mut stmt = conn.prepare_cached(&format!(
@@ -77,6 +85,7 @@ fn collect(conn: &Connection, id: Uuid, currency: &str) -> Result<CustomerExport
         exported_at_ms: now_ms(),
         metrics: metrics::summary(customer.id, &stored, currency),
         customer,
+        other_fields: serde_json::from_str(&extra)?,
         bills,
         history: changes::all_of(conn, &key)?,
     })
