@@ -963,7 +963,9 @@ fn keyset_pages_visit_every_live_customer_once_in_order() {
     assert_eq!(live.len(), 240);
 
     let mut by_name = live.clone();
-    by_name.sort_by(|(i, a), (j, b)| (a.name.to_lowercase(), i).cmp(&(b.name.to_lowercase(), j)));
+    by_name.sort_by(|(i, a), (j, b)| {
+        (normalize::name_key(&a.name), i).cmp(&(normalize::name_key(&b.name), j))
+    });
     let mut newest = live.clone();
     newest.sort_by(|(i, a), (j, b)| (b.created_at_ms, j).cmp(&(a.created_at_ms, i)));
     let mut updated = live.clone();
@@ -1532,4 +1534,24 @@ fn notes_refuse_control_characters() {
     };
     assert_eq!(invalid_field(with("likes tea\u{0}\u{1b}[2J\u{7}")), "notes");
     with("likes tea\r\n\tand cake").expect("line breaks and tabs");
+}
+
+/// A–Z lists read names as a person does: accents and case do not move a
+/// name to the end of the alphabet.
+#[test]
+fn accented_names_sort_with_their_letters() {
+    let store = temp_store();
+    for name in ["Zoya", "émile", "Élodie", "Eve", "ana"] {
+        store
+            .create_customer(NewCustomer::named(name))
+            .expect("create");
+    }
+    let page = store
+        .list_customers(&CustomerQuery {
+            order: CustomerOrder::Name,
+            ..CustomerQuery::default()
+        })
+        .expect("list");
+    let names: Vec<&str> = page.items.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["ana", "Élodie", "émile", "Eve", "Zoya"]);
 }

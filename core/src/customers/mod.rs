@@ -10,7 +10,7 @@ mod model;
 pub mod normalize;
 
 use chrono::Datelike;
-use rusqlite::{named_params, OptionalExtension};
+use rusqlite::{named_params, Connection, OptionalExtension};
 use uuid::Uuid;
 
 pub use list::{CustomerOrder, CustomerQuery};
@@ -139,6 +139,17 @@ impl From<NewCustomer> for CustomerUpdate {
 /// The fields of a customer as the change log records them.
 pub(crate) fn change_fields(c: &Customer) -> Result<serde_json::Value> {
     crate::changes::fields_of(c, DERIVED)
+}
+
+/// Gives every stored name the key [`normalize::name_key`] makes now.
+pub(crate) fn rekey_names(conn: &Connection) -> Result<()> {
+    let mut names = conn.prepare("SELECT rid, name FROM customers")?;
+    let mut rekey = conn.prepare("UPDATE customers SET name_key = ?2 WHERE rid = ?1")?;
+    for row in names.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+        let (rid, name) = row?;
+        rekey.execute(rusqlite::params![rid, normalize::name_key(&name)])?;
+    }
+    Ok(())
 }
 
 /// Refuses an identity phone or email that a live customer other than `rid` holds.

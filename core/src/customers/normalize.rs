@@ -87,9 +87,11 @@ fn ascii_digit(c: char) -> char {
         .unwrap_or(c)
 }
 
-/// The key names sort by: lower case, so `asha` sits beside `Asha`.
+/// The key names sort by: folded to lower-case ASCII as search folds them,
+/// so `asha` sits beside `Asha` and `Élodie` beside `Elodie`, not after
+/// `Zoya` (schema v12 re-keys names stored before).
 pub fn name_key(name: &str) -> String {
-    name.to_lowercase()
+    crate::search::query::fold(name)
 }
 
 /// A bounded free-text field (address parts, notes); may be empty.

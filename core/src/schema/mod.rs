@@ -11,7 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 11;
+pub const VERSION: i64 = 12;
 
 /// Brings the database at `conn` to [`VERSION`], creating it when empty.
 /// Foreign keys are off while it runs: an upgrade that rebuilds a table
@@ -76,6 +76,8 @@ fn upgrade_from(conn: &Connection, version: i64) -> Result<()> {
             include_str!("v10.sql"),
         )?,
         10 => conn.execute_batch(include_str!("v11.sql"))?,
+        // Version 12 only re-keys names: accented ones sorted after `z`.
+        11 => crate::customers::rekey_names(conn)?,
         _ => unreachable!("no upgrade step from version {version}"),
     }
     Ok(())
@@ -196,6 +198,33 @@ mod tests {
             moved,
             vec![("x".into(), "b1".into()), ("z".into(), "b3".into())]
         );
+    }
+
+    #[test]
+    fn names_of_a_v11_file_sort_by_their_folded_key_after_upgrade() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for v in 0..11 {
+            upgrade_from(&conn, v).expect("old step");
+        }
+        conn.pragma_update(None, "user_version", 11)
+            .expect("version");
+        conn.execute(
+            "INSERT INTO customers (rid, id, number, name, name_key, stage, created_at,
+                 updated_at, version)
+             VALUES (1, 'c1', 'N1', 'Zoya', 'zoya', 'new', 1, 1, 1),
+                    (2, 'c2', 'N2', 'Élodie', 'élodie', 'new', 1, 1, 1)",
+            [],
+        )
+        .expect("customers");
+        migrate(&mut conn).expect("upgrade");
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM customers ORDER BY name_key, rid")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(names, ["Élodie", "Zoya"]);
     }
 
     #[test]

@@ -27,7 +27,7 @@
 mod bills;
 pub(crate) mod fts;
 mod index;
-mod query;
+pub(crate) mod query;
 mod recent;
 
 use std::collections::HashSet;
