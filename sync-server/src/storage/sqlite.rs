@@ -871,7 +871,9 @@ impl Storage for SqliteStorage {
                 .prepare_cached(
                     "SELECT last_clamp FROM devices WHERE tenant = ?1 AND store = ?2 AND id = ?3",
                 )?
-                .query_row([&scope.tenant, &scope.store, &scope.device], |r| r.get(0))?;
+                .query_row([&scope.tenant, &scope.store, &scope.device], |r| r.get(0))
+                .optional()?
+                .flatten();
             let last_clamp = last_clamp
                 .map(|s| s.parse())
                 .transpose()
