@@ -1,5 +1,5 @@
 //! The server's logs as an operator gets them: the real `till-server`
-//! binary, set up with its admin commands, serving JSON logs at debug level
+//! binary, set up with its admin commands, serving JSON logs at trace level
 //! while real tills push and pull customers with names, phones, emails and
 //! notes, then stopped with SIGTERM. Every line is JSON, request lines carry
 //! the request's id, and no personal value ever appears.
@@ -54,7 +54,7 @@ fn logs_carry_request_ids_and_never_personal_data() {
         .arg("--data-dir")
         .arg(&data)
         .args(["serve", "--addr", "127.0.0.1:0", "--log-format", "json"])
-        .env("TILL_LOG", "debug")
+        .env("TILL_LOG", "trace")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -192,6 +192,16 @@ fn logs_carry_request_ids_and_never_personal_data() {
             .bearer_auth(token_a.trim())
             .header("content-type", "application/json")
             .body(r#"{"changes": [{"name": "Meenakshi", "#)
+            .send()
+            .await
+            .expect("push");
+        assert_eq!(resp.status(), reqwest::StatusCode::BAD_REQUEST);
+        // A body of the wrong shape: the parser's message quotes the value.
+        let resp = http
+            .post(format!("{url}/v1/push"))
+            .header(PROTOCOL_HEADER, "1")
+            .bearer_auth(token_a.trim())
+            .json(&json!({"changes": "Meenakshi"}))
             .send()
             .await
             .expect("push");
