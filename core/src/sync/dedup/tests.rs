@@ -827,6 +827,63 @@ fn erasing_a_survivor_erases_what_its_merges_kept() {
     assert_eq!(mem.bills["b1"].1.values["customer_id"], json!(cid(1)));
 }
 
+/// A customer holding a survivor's old phone (kept as its alias) while the
+/// survivor is deleted joins it when the survivor is restored, as it does
+/// when it arrives after the restore.
+#[test]
+fn a_restored_survivor_takes_in_the_holder_of_its_alias_in_either_order() {
+    for restore_first in [true, false] {
+        let mut mem = Memory::default();
+        push(
+            &mut mem,
+            &create(
+                1,
+                10,
+                json!({"phone": phone("+919000000001", false), "email": email("a@x.in")}),
+            ),
+        );
+        // Same email, a later phone: merged into 1, whose old phone stays its alias.
+        push(
+            &mut mem,
+            &create(
+                2,
+                20,
+                json!({"phone": phone("+919000000002", false), "email": email("a@x.in")}),
+            ),
+        );
+        push(
+            &mut mem,
+            &edit(
+                1,
+                30,
+                json!({"deleted_at_ms": 30}),
+                json!({"deleted_at_ms": null}),
+            ),
+        );
+        let holder = create(3, 40, json!({"phone": phone("+919000000001", false)}));
+        let restore = edit(
+            1,
+            50,
+            json!({"deleted_at_ms": null}),
+            json!({"deleted_at_ms": 30}),
+        );
+        let order = if restore_first {
+            [&restore, &holder]
+        } else {
+            [&holder, &restore]
+        };
+        for c in order {
+            push(&mut mem, c);
+        }
+        check_invariants(&mem);
+        assert_eq!(
+            ok(follow(&mut mem, &cid(3))),
+            Some(cid(1)),
+            "restore first: {restore_first}"
+        );
+    }
+}
+
 #[test]
 fn the_scenario_merges_to_the_expected_customers() {
     let (mem, (ends, live, bills, leads)) = run(&[0]);
