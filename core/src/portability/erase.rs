@@ -37,6 +37,8 @@
 //!
 //! Erasing an erased customer changes nothing and returns them as they are.
 
+use std::collections::BTreeSet;
+
 use rusqlite::params;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -218,18 +220,16 @@ fn redact_changes(
 /// anything changed. The one rule for a device's change log and the
 /// server's.
 pub fn redact(fields: &mut Map<String, Value>, before: &mut Map<String, Value>) -> bool {
+    let personal: BTreeSet<String> = fields
+        .keys()
+        .chain(before.keys())
+        .filter(|key| is_personal(key))
+        .cloned()
+        .collect();
     let mut changed = false;
-    for (side, erased) in [
-        (fields, erased_value as fn(&str) -> Value),
-        (before, |_: &str| Value::Null),
-    ] {
-        for (key, value) in side.iter_mut().filter(|(key, _)| is_personal(key)) {
-            let new = erased(key);
-            if *value != new {
-                *value = new;
-                changed = true;
-            }
-        }
+    for key in &personal {
+        changed |= replace(fields, key, erased_value(key));
+        changed |= replace(before, key, Value::Null);
     }
     changed
 }

@@ -223,13 +223,12 @@ pub fn apply_customer(
     let mut resolved = Resolved::default();
     if erasing {
         // The known personal fields, and any other a newer app wrote.
-        let others: Vec<String> = state
-            .values
-            .keys()
-            .filter(|k| is_personal(k) && !PERSONAL_FIELDS.contains(&k.as_str()))
-            .cloned()
+        let personal: BTreeSet<String> = PERSONAL_FIELDS
+            .map(str::to_owned)
+            .into_iter()
+            .chain(state.values.keys().filter(|k| is_personal(k)).cloned())
             .collect();
-        for key in PERSONAL_FIELDS.map(str::to_owned).into_iter().chain(others) {
+        for key in personal {
             erase_field(state, &key, hlc);
             resolved
                 .fields

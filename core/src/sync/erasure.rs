@@ -13,9 +13,7 @@ use serde_json::Value;
 use super::conflict;
 use super::dedup::{self, Entry, Ledger, MergeRecord};
 use crate::changes::{Change, Fields};
-use crate::portability::erase::{
-    erased_value, is_personal, redact, redact_bill, ERASE_OP, PERSONAL_FIELDS,
-};
+use crate::portability::erase::{erased_value, redact, redact_bill, ERASE_OP, PERSONAL_FIELDS};
 use crate::sync::protocol::field;
 
 /// Whether customer `values` are those of an erased customer.
@@ -121,13 +119,9 @@ fn redact_merge(record: &mut MergeRecord) -> bool {
     for state in [&mut record.survivor_before, &mut record.loser_before] {
         changed |= !state.tags.is_empty();
         state.tags.clear();
-        for (key, value) in state.values.iter_mut().filter(|(k, _)| is_personal(k)) {
-            let erased = erased_value(key);
-            if *value != erased {
-                *value = erased;
-                changed = true;
-            }
-        }
+        // A before-image is a record of the past, not a change: it has no
+        // before side of its own.
+        changed |= redact(&mut state.values, &mut Fields::new());
     }
     changed
 }

@@ -867,14 +867,15 @@ impl Storage for SqliteStorage {
     ) -> StorageResult<Vec<PushOutcome>> {
         let scope = scope.clone();
         self.write(move |tx| {
-            let last_clamp: Option<String> = tx
+            let last_clamp = tx
                 .prepare_cached(
                     "SELECT last_clamp FROM devices WHERE tenant = ?1 AND store = ?2 AND id = ?3",
                 )?
-                .query_row([&scope.tenant, &scope.store, &scope.device], |r| r.get(0))
+                .query_row([&scope.tenant, &scope.store, &scope.device], |r| {
+                    r.get::<_, Option<String>>(0)
+                })
                 .optional()?
-                .flatten();
-            let last_clamp = last_clamp
+                .flatten()
                 .map(|s| s.parse())
                 .transpose()
                 .map_err(|_| StorageError::Backend("a device's last clamp is no stamp".into()))?;
